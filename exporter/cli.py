@@ -1,0 +1,87 @@
+"""The ``batch-metrics`` console script: parse arguments, call one command, print, exit.
+
+Each subcommand lives in ``exporter/commands/<name>.py`` and provides ``add_arguments(parser)``
+and ``run(args) -> int``. Only the chosen command's module is imported, so ``trends`` does not
+pay for the HTTP server's imports. Expected failures (bad input, unreadable archive) end as one
+line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Final, Protocol, cast
+
+from exporter.errors import UserError
+
+__all__ = ["COMMANDS", "main"]
+
+PROG: Final = "batch-metrics"
+
+# name -> (module, one-line help); order is the order shown in --help.
+COMMANDS: Final[dict[str, tuple[str, str]]] = {
+    "demo": ("exporter.commands.demo", "run a simulated batch through the real pipeline"),
+    "validate": ("exporter.commands.validate", "check every record in an archive"),
+}
+
+
+class _Command(Protocol):
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+def _load(name: str) -> _Command:
+    return cast(_Command, importlib.import_module(COMMANDS[name][0]))
+
+
+def _build_parser(selected: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Metrics, trends and monitoring for LLM-agent batch operations.",
+        epilog=f"Run '{PROG} COMMAND --help' for a command's options and examples.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log diagnostics to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        command_parser = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text[0].upper() + help_text[1:] + ".",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        if name == selected:
+            _load(name).add_arguments(command_parser)
+    return parser
+
+
+def _selected_command(argv: Sequence[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    selected = _selected_command(args_list)
+    parser = _build_parser(selected if selected in COMMANDS else None)
+    args = parser.parse_args(args_list)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format=f"{PROG}: %(levelname)s: %(message)s",
+    )
+    try:
+        return _load(args.command).run(args)
+    except UserError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 1))
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""The canonical batch record: one pydantic model, the single source of the archive schema.
+
+The field names and nesting are the seed's draft-07 schema (``batch-metrics.json``); every
+field the seed leaves optional stays optional, and extra optional fields record what the seed
+cannot say (which run, which source, per-model token usage, whether a cost is an estimate).
+Records are written with :func:`dump_record` (``None`` fields left out, so the output validates
+against the seed schema) and read with :func:`parse_record`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal
+
+from dateutil import parser as date_parser
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from instrumentation.semconv import Operation
+
+__all__ = [
+    "BATCH_ID_MAX_LENGTH",
+    "BatchRecord",
+    "CostSource",
+    "DriftScore",
+    "ErrorEntry",
+    "InvalidBatchId",
+    "Metrics",
+    "ModelUsage",
+    "OptimizationMetrics",
+    "RecordSource",
+    "RecordStatus",
+    "StageDuration",
+    "TokenUsage",
+    "ValidationError",
+    "check_batch_id",
+    "dump_record",
+    "parse_record",
+]
+
+BATCH_ID_MAX_LENGTH: Final = 64
+_BATCH_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_RUN_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+RecordSource = Literal["instrumentation", "orchestrator", "prp", "git"]
+RecordStatus = Literal["completed", "partial", "failed", "crashed"]
+CostSource = Literal["provider", "estimate", "mixed", "unpriced"]
+
+
+class InvalidBatchId(ValueError):
+    """A batch id that could name a file outside the archive or is otherwise unusable."""
+
+
+def check_batch_id(batch_id: str) -> str:
+    """Return ``batch_id`` if it is safe to put in a file name, else raise InvalidBatchId.
+
+    Allowed: 1-64 characters from ``[A-Za-z0-9._-]``, starting with a letter or digit, and no
+    ``..``. That keeps every archive file name inside the archive directory.
+    """
+    shown = repr(batch_id[:40] + ("..." if len(batch_id) > 40 else ""))
+    if not batch_id:
+        raise InvalidBatchId("batch id is empty")
+    if len(batch_id) > BATCH_ID_MAX_LENGTH:
+        raise InvalidBatchId(
+            f"batch id {shown} is {len(batch_id)} characters long (max {BATCH_ID_MAX_LENGTH})"
+        )
+    if not _BATCH_ID_RE.fullmatch(batch_id) or ".." in batch_id:
+        raise InvalidBatchId(
+            f"batch id {shown} may only contain letters, digits, '.', '_' and '-', "
+            "must start with a letter or digit and must not contain '..'"
+        )
+    return batch_id
+
+
+def _parse_timestamp(value: Any) -> Any:
+    """Accept what the seed's scripts write as well as strict ISO 8601.
+
+    The seed writes ``git log --format=%ai`` times (``2025-11-01 10:00:00 +0100``) and naive
+    ``datetime.now().isoformat()``; naive times are taken as the local time of this machine,
+    which is what the seed meant by them.
+    """
+    if isinstance(value, str):
+        try:
+            parsed = date_parser.isoparse(value)
+        except ValueError:
+            try:
+                parsed = date_parser.parse(value)
+            except (ValueError, OverflowError) as exc:
+                raise ValueError(f"not a date-time: {value[:40]!r}") from exc
+        value = parsed
+    if isinstance(value, datetime) and value.tzinfo is None:
+        value = value.astimezone()
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_parse_timestamp)]
+Count = Annotated[int, Field(ge=0)]
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Usd = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class _Model(BaseModel):
+    # Extra fields are kept: the seed schema allows them and newer writers may add some.
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, populate_by_name=True)
+
+
+class ModelUsage(_Model):
+    """Tokens and cost of one model within a run (extension to the seed schema)."""
+
+    model: str = Field(min_length=1, max_length=200)
+    input_tokens: Count = 0
+    output_tokens: Count = 0
+    cache_read_tokens: Count = 0
+    cost_usd: Usd | None = Field(default=None, description="USD; absent when the model is unpriced")
+    cost_source: CostSource = "unpriced"
+
+
+class TokenUsage(_Model):
+    """Token usage of a run, as in the seed schema, plus per-model detail."""
+
+    input_tokens: Count | None = None
+    output_tokens: Count | None = None
+    total_tokens: Count | None = None
+    estimated_cost: Usd | None = Field(
+        default=None,
+        description="USD; the sum over priced models (see cost_source and unpriced_models)",
+    )
+    cost_source: CostSource | None = None
+    unpriced_models: list[str] | None = None
+    by_model: list[ModelUsage] | None = None
+
+
+class StageDuration(_Model):
+    """Wall time of one stage and the items it ran."""
+
+    stage: int
+    duration_seconds: Seconds | None = None
+    items: list[str] = Field(default_factory=list)
+
+
+class ErrorEntry(_Model):
+    """One failed (or partly failed) item: the error's type and a bounded message."""
+
+    item_id: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+
+
+class Metrics(_Model):
+    """The seed's ``metrics`` object."""
+
+    total_items: Count | None = None
+    stages: Count | None = None
+    success_count: Count | None = None
+    failure_count: Count | None = None
+    partial_count: Count | None = None
+    token_usage: TokenUsage | None = None
+    stage_durations: list[StageDuration] | None = None
+    errors: list[ErrorEntry] | None = None
+
+    @model_validator(mode="after")
+    def _counts_add_up(self) -> Metrics:
+        counted = sum(c or 0 for c in (self.success_count, self.failure_count, self.partial_count))
+        if self.total_items is not None and counted > self.total_items:
+            raise ValueError(
+                f"success + failure + partial = {counted} exceeds total_items = {self.total_items}"
+            )
+        return self
+
+
+class DriftScore(_Model):
+    prp_id: str | None = None
+    drift: float | None = None
+
+
+class OptimizationMetrics(_Model):
+    """The seed's operation-specific optimization metrics."""
+
+    shared_context_size: Count | None = None
+    token_savings: int | None = None
+    parallel_efficiency: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+        default=None,
+        description=(
+            "Sum of item durations over the run's wall time: 1.0 = no speedup from "
+            "parallel stages, N = N items' worth of work per second of wall time"
+        ),
+    )
+    drift_scores: list[DriftScore] | None = None
+
+
+class BatchRecord(_Model):
+    """One operation run of one batch: the unit of the archive."""
+
+    model_config = ConfigDict(
+        title="Batch Metrics",
+        json_schema_extra={
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "description": "Standard metrics schema for batch operations",
+        },
+    )
+
+    batch_id: str = Field(description="Batch identifier (e.g., '47')")
+    operation: Operation = Field(description="Batch operation type")
+    timestamp: Timestamp = Field(description="Operation start time (ISO 8601)")
+    duration_seconds: Seconds | None = Field(
+        default=None, description="Total operation duration in seconds"
+    )
+    metrics: Metrics
+    optimization_metrics: OptimizationMetrics | None = None
+    # -- extensions (optional, allowed by the seed schema) --
+    run_id: str | None = Field(
+        default=None, description="Identity of this run; re-writing the same run is idempotent"
+    )
+    status: RecordStatus | None = None
+    source: RecordSource | None = Field(default=None, description="Where the figures come from")
+    trace_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
+    notes: list[str] | None = Field(
+        default=None, description="What this record could not measure, in words"
+    )
+
+    @field_validator("batch_id")
+    @classmethod
+    def _safe_batch_id(cls, value: str) -> str:
+        return check_batch_id(value)
+
+    @field_validator("run_id")
+    @classmethod
+    def _safe_run_id(cls, value: str | None) -> str | None:
+        if value is not None and not _RUN_ID_RE.fullmatch(value):
+            raise ValueError("run_id may only contain letters, digits, '_' and '-' (max 64)")
+        return value
+
+    @field_validator("duration_seconds")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("duration_seconds must be finite")
+        return value
+
+    @property
+    def end_timestamp(self) -> datetime | None:
+        """Start plus duration, when the duration is known."""
+        if self.duration_seconds is None:
+            return None
+        return datetime.fromtimestamp(self.timestamp.timestamp() + self.duration_seconds, tz=UTC)
+
+
+_RECORD_ADAPTER: Final = TypeAdapter(BatchRecord)
+
+
+def parse_record(data: bytes | str) -> BatchRecord:
+    """Parse and validate one archive file's content. Raises pydantic ValidationError."""
+    return _RECORD_ADAPTER.validate_json(data)
+
+
+def dump_record(record: BatchRecord) -> str:
+    """Serialize a record as the archive stores it: indented JSON, ``None`` fields left out."""
+    return record.model_dump_json(indent=2, exclude_none=True, by_alias=True) + "\n"

@@ -1,0 +1,1 @@
+"""batch-metrics instrumentation (OpenTelemetry API only)."""

@@ -1,0 +1,102 @@
+"""Names shared by the instrumentation and the exporter: spans, attributes, instruments, units.
+
+Instrument names are dotted and unit-free with UCUM units, as OpenTelemetry recommends; the
+Prometheus exporter derives the contract names from them (``batch.operation.duration`` with
+unit ``s`` becomes ``batch_operation_duration_seconds``; a counter gains ``_total``; a unit in
+curly braces is an annotation and adds no suffix).
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+# -- vocabulary ----------------------------------------------------------------------------
+
+Operation = Literal["generate", "execute", "review", "update-context"]
+OPERATIONS: Final[tuple[Operation, ...]] = ("generate", "execute", "review", "update-context")
+
+ItemOutcome = Literal["success", "failure", "partial"]
+ITEM_OUTCOMES: Final[tuple[ItemOutcome, ...]] = ("success", "failure", "partial")
+
+# Outcome of a whole operation run: success when every item succeeded, partial when some did
+# not, failure when none succeeded or the batch body raised.
+OperationOutcome = Literal["success", "failure", "partial"]
+
+TokenType = Literal["input", "output", "cache_read"]
+
+# -- spans ---------------------------------------------------------------------------------
+
+SPAN_BATCH: Final = "batch"  # full span name: "batch {operation}"
+SPAN_STAGE: Final = "batch.stage"  # full span name: "batch.stage {stage}"
+SPAN_ITEM: Final = "batch.item"  # full span name: "batch.item {item_id}"
+EVENT_TOKENS: Final = "batch.tokens"  # one event per record_tokens() call
+
+# -- attributes ----------------------------------------------------------------------------
+
+ATTR_KIND: Final = "batch.span.kind"  # "batch" | "stage" | "item"
+ATTR_BATCH_ID: Final = "batch.id"
+ATTR_OPERATION: Final = "batch.operation"
+ATTR_RUN_ID: Final = "batch.run_id"
+ATTR_STAGE: Final = "batch.stage"
+ATTR_STAGE_NAME: Final = "batch.stage.name"
+ATTR_ITEM_ID: Final = "batch.item.id"
+ATTR_OUTCOME: Final = "batch.outcome"
+ATTR_ERROR_TYPE: Final = "error.type"  # OTel general attribute
+ATTR_ERROR_MESSAGE: Final = "batch.error.message"  # bounded, see MAX_ERROR_MESSAGE
+ATTR_TOTAL_ITEMS: Final = "batch.items.total"  # announced size of a batch or stage, optional
+# Token usage follows the OTel GenAI semantic conventions where they fit.
+ATTR_GENAI_MODEL: Final = "gen_ai.request.model"
+ATTR_GENAI_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+ATTR_GENAI_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+ATTR_CACHE_READ_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+ATTR_COST_USD: Final = "batch.cost.usd"  # provider-reported cost, when known
+
+MAX_ERROR_MESSAGE: Final = 500  # characters kept of an error message
+MAX_ID_LENGTH: Final = 128  # characters kept of an item id on a span
+
+# -- instruments ---------------------------------------------------------------------------
+
+METER_NAME: Final = "batch_metrics"
+TRACER_NAME: Final = "batch_metrics"
+
+INSTR_OPERATION_DURATION: Final = "batch.operation.duration"  # histogram, s
+INSTR_OPERATIONS: Final = "batch.operations"  # counter, {operation}
+INSTR_ITEMS: Final = "batch.items"  # counter, {item}
+INSTR_STAGE_DURATION: Final = "batch.stage.duration"  # histogram, s
+INSTR_TOKENS: Final = "batch.tokens"  # counter, {token}
+INSTR_COST: Final = "batch.cost.usd"  # counter, {USD}
+INSTR_ERRORS: Final = "batch.errors"  # counter, {error}
+INSTR_LAST_COMPLETION: Final = "batch.last_completion_timestamp"  # gauge, s
+INSTR_LAST_SUCCESS: Final = "batch.last_success_timestamp"  # gauge, s
+INSTR_RUNNING_OPERATIONS: Final = "batch.operations.running"  # up-down counter, {operation}
+INSTR_RUNNING_ITEMS: Final = "batch.items.running"  # up-down counter, {item}
+
+UNIT_SECONDS: Final = "s"
+
+# Metric attribute keys (Prometheus labels); every one has a bounded set of values.
+LABEL_OPERATION: Final = "operation"
+LABEL_OUTCOME: Final = "outcome"
+LABEL_STAGE: Final = "stage"
+LABEL_TYPE: Final = "type"
+LABEL_MODEL: Final = "model"
+LABEL_ERROR_TYPE: Final = "error_type"
+
+# Batches run for minutes to hours. The OTel default boundaries stop at 10 s and have no
+# 600 s, the seed's "long_duration" threshold, so an alert on the mean could not be read off
+# the buckets. These include 600 exactly and reach 8 hours.
+DURATION_BUCKETS: Final[tuple[float, ...]] = (
+    1.0,
+    5.0,
+    15.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    900.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    14400.0,
+    28800.0,
+)
