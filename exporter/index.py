@@ -1,0 +1,577 @@
+"""A derived, incrementally updated index of the archive (SQLite, standard library).
+
+The JSON files stay the truth; the index is a cache that makes reports and scrapes cheap.
+Each valid record is kept as a :class:`RecordSummary`, a flat projection of what the reports
+and the Prometheus exporter read. The index notices changes by file name, size and mtime:
+
+* ``refresh()`` compares the directory listing with what it knows (cheap when the directory's
+  own mtime is unchanged: then nothing was added, renamed or removed, and only files rewritten in
+  place, which our atomic writer never does, can have changed; ``refresh(full=True)`` stats every
+  file to catch those too);
+* new or changed files are parsed once; removed files are dropped;
+* a missing, corrupt or older-format index file is rebuilt from the JSON files.
+
+The index lives in the user's cache directory (see :func:`default_index_path`), or in memory
+when that is not writable; the archive itself is only read, so it may be mounted read-only.
+
+Tables, for aggregate queries through :meth:`ArchiveIndex.select` (every child row's ``name`` is
+its record's file name; invalid files have a ``files`` row with ``invalid_reason`` set):
+
+* ``files(name, size, mtime_ns, invalid_reason, <the scalar fields of RecordSummary>, nested)``
+* ``models(name, model, input_tokens, output_tokens, cache_read_tokens, cost_usd, cost_source)``
+* ``stages(name, stage, duration_seconds, items)``
+* ``errors(name, error_type)``
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final, NamedTuple
+
+from exporter.archive import InvalidRecordFile, read_record_stat
+from exporter.model import BatchRecord
+
+__all__ = [
+    "ENV_INDEX",
+    "ArchiveIndex",
+    "ModelTokens",
+    "RecordFilter",
+    "RecordSummary",
+    "RefreshResult",
+    "StageSummary",
+    "default_index_path",
+    "summarize",
+]
+
+_log = logging.getLogger(__name__)
+
+ENV_INDEX: Final = "BATCH_METRICS_INDEX"
+_FORMAT_VERSION: Final = 1  # bump when RecordSummary or the tables change
+
+
+class ModelTokens(NamedTuple):
+    """Tokens and cost of one model in one record."""
+
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cost_usd: float | None
+    cost_source: str
+
+
+class StageSummary(NamedTuple):
+    stage: int
+    duration_seconds: float | None
+    items: int
+
+
+class RecordSummary(NamedTuple):
+    """What reports and exporters read of one record; ``timestamp`` is epoch seconds (start).
+
+    A named tuple: reports build a hundred thousand of these, and tuples are the cheapest
+    immutable records Python has.
+    """
+
+    file: str
+    batch_id: str
+    operation: str
+    timestamp: float
+    duration_seconds: float | None = None
+    run_id: str | None = None
+    source: str | None = None
+    status: str | None = None
+    total_items: int | None = None
+    success_count: int | None = None
+    failure_count: int | None = None
+    partial_count: int | None = None
+    stages: int | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    estimated_cost: float | None = None
+    cost_source: str | None = None
+    parallel_efficiency: float | None = None
+    models: tuple[ModelTokens, ...] = ()
+    stage_durations: tuple[StageSummary, ...] = ()
+    error_types: tuple[str, ...] = ()
+
+    @property
+    def end_timestamp(self) -> float:
+        """Completion time in epoch seconds (the start when the duration is unknown)."""
+        return self.timestamp + (self.duration_seconds or 0.0)
+
+
+def summarize(record: BatchRecord, file: str) -> RecordSummary:
+    """Project a validated record onto the fields the index keeps."""
+    m = record.metrics
+    usage = m.token_usage
+    opt = record.optimization_metrics
+    return RecordSummary(
+        file=file,
+        batch_id=record.batch_id,
+        operation=record.operation,
+        timestamp=record.timestamp.timestamp(),
+        duration_seconds=record.duration_seconds,
+        run_id=record.run_id,
+        source=record.source,
+        status=record.status,
+        total_items=m.total_items,
+        success_count=m.success_count,
+        failure_count=m.failure_count,
+        partial_count=m.partial_count,
+        stages=m.stages,
+        input_tokens=usage.input_tokens if usage else None,
+        output_tokens=usage.output_tokens if usage else None,
+        total_tokens=usage.total_tokens if usage else None,
+        estimated_cost=usage.estimated_cost if usage else None,
+        cost_source=usage.cost_source if usage else None,
+        parallel_efficiency=opt.parallel_efficiency if opt else None,
+        models=tuple(
+            ModelTokens(
+                u.model,
+                u.input_tokens,
+                u.output_tokens,
+                u.cache_read_tokens,
+                u.cost_usd,
+                u.cost_source,
+            )
+            for u in (usage.by_model or ())
+        )
+        if usage
+        else (),
+        stage_durations=tuple(
+            StageSummary(s.stage, s.duration_seconds, len(s.items))
+            for s in (m.stage_durations or ())
+        ),
+        error_types=tuple(e.error_type or "unknown" for e in (m.errors or ())),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFilter:
+    """Which valid records a query covers: one operation, a start time, the N most recent."""
+
+    operation: str | None = None
+    since: float | None = None  # epoch seconds; records that started at or after it
+    recent: int | None = None  # the N most recent by start timestamp (not by file name)
+
+    def sql(self) -> tuple[str, list[object]]:
+        """A condition on table ``files`` aliased ``f``, and its parameters."""
+        clauses = ["f.invalid_reason IS NULL"]
+        params: list[object] = []
+        if self.operation is not None:
+            clauses.append("f.operation = ?")
+            params.append(self.operation)
+        if self.since is not None:
+            clauses.append("f.timestamp >= ?")
+            params.append(self.since)
+        if self.recent is not None:
+            inner = " AND ".join(c.replace("f.", "g.") for c in clauses)
+            clauses.append(
+                "f.name IN (SELECT g.name FROM files g WHERE "  # noqa: S608 (constant SQL)
+                f"{inner} ORDER BY g.timestamp DESC, g.name DESC LIMIT ?)"
+            )
+            params = [*params, *params, max(self.recent, 0)]
+        return " AND ".join(clauses), params
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshResult:
+    """What one refresh changed; ``removed`` holds the summaries that were dropped or replaced."""
+
+    added: tuple[RecordSummary, ...] = ()
+    removed: tuple[RecordSummary, ...] = ()
+    invalid: dict[str, str] = field(default_factory=dict)  # file name -> reason, all known now
+    newly_invalid: dict[str, str] = field(default_factory=dict)
+    scanned_files: int = 0
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed or self.newly_invalid)
+
+
+# The scalar fields of RecordSummary, stored as columns, in field order (between ``file`` and
+# the three nested tuples, which are stored together as one JSON column).
+_SCALARS: Final = RecordSummary._fields[1:-3]
+
+_REAL: Final = frozenset({"timestamp", "duration_seconds", "estimated_cost", "parallel_efficiency"})
+_TEXT: Final = frozenset({"batch_id", "operation", "run_id", "source", "status", "cost_source"})
+
+
+def _column_type(column: str) -> str:
+    return "REAL" if column in _REAL else "TEXT" if column in _TEXT else "INTEGER"
+
+
+_SCHEMA: Final = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    name TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    invalid_reason TEXT,
+    {", ".join(f"{c} {_column_type(c)}" for c in _SCALARS)},
+    nested TEXT
+);
+CREATE INDEX IF NOT EXISTS files_by_time ON files (timestamp);
+CREATE TABLE IF NOT EXISTS models (
+    name TEXT NOT NULL, model TEXT NOT NULL, input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL, cache_read_tokens INTEGER NOT NULL, cost_usd REAL,
+    cost_source TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS models_by_name ON models (name);
+CREATE TABLE IF NOT EXISTS stages (
+    name TEXT NOT NULL, stage INTEGER NOT NULL, duration_seconds REAL, items INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS stages_by_name ON stages (name);
+CREATE TABLE IF NOT EXISTS errors (name TEXT NOT NULL, error_type TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS errors_by_name ON errors (name);
+"""
+_CHILD_TABLES: Final = ("models", "stages", "errors")
+
+
+# Statements are built once from the constant column list above; values always go through "?".
+_COLUMNS: Final = ", ".join(_SCALARS)
+_SELECT_ONE: Final = (
+    f"SELECT name, {_COLUMNS}, nested FROM files "  # noqa: S608
+    "WHERE name=? AND invalid_reason IS NULL"
+)
+_SELECT_MANY: Final = f"SELECT name, {_COLUMNS}, nested FROM files f WHERE "  # noqa: S608
+_PLACEHOLDERS: Final = ", ".join("?" * (len(_SCALARS) + 5))
+_UPSERT: Final = (
+    "INSERT OR REPLACE INTO files (name, size, mtime_ns, invalid_reason, "  # noqa: S608
+    f"{_COLUMNS}, nested) VALUES ({_PLACEHOLDERS})"
+)
+
+
+def _nested_json(s: RecordSummary) -> str | None:
+    if not (s.models or s.stage_durations or s.error_types):
+        return None
+    return json.dumps([s.models, s.stage_durations, s.error_types], separators=(",", ":"))
+
+
+def _from_row(row: Sequence[Any]) -> RecordSummary:
+    """``row`` is (name, *scalars, nested) as the SELECT statements above return it."""
+    nested = row[-1]
+    if nested is None:
+        return RecordSummary._make((*row[:-1], (), (), ()))
+    models, stages, errors = json.loads(nested)
+    return RecordSummary._make(
+        (
+            *row[:-1],
+            tuple(ModelTokens._make(m) for m in models),
+            tuple(StageSummary._make(st) for st in stages),
+            tuple(errors),
+        )
+    )
+
+
+def default_index_path(archive: Path) -> Path | None:
+    """Where the index of ``archive`` lives unless told otherwise.
+
+    ``$BATCH_METRICS_INDEX`` if set, else the user's cache directory, keyed by the archive's
+    absolute path; ``None`` (an in-memory index) when no cache directory is writable. Not inside
+    the archive: SQLite's journal files would change the directory's mtime, which is how the
+    index notices new records, and the archive may be mounted read-only.
+    """
+    if os.environ.get(ENV_INDEX):
+        return Path(os.environ[ENV_INDEX])
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "batch-metrics"
+    digest = hashlib.sha256(str(archive.resolve()).encode()).hexdigest()[:16]
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return cache / f"index-{digest}.sqlite" if os.access(cache, os.W_OK) else None
+
+
+class ArchiveIndex:
+    """Incremental index of one archive directory. Thread-safe; one instance per process."""
+
+    def __init__(self, archive: Path, db_path: Path | None = None) -> None:
+        self.archive = Path(archive)
+        self._lock = threading.Lock()
+        self._dir_mtime_ns: int | None = None
+        self._known: dict[str, tuple[int, int]] | None = None  # name -> (size, mtime_ns)
+        self._invalid: dict[str, str] | None = None  # name -> reason
+        self.generation = 0  # increases whenever the indexed content changes
+        path = db_path if db_path is not None else default_index_path(self.archive)
+        self.db_path = path
+        self._db = self._open(path)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def _open(self, path: Path | None) -> sqlite3.Connection:
+        target = ":memory:" if path is None else str(path)
+        try:
+            db = self._connect(target)
+        except sqlite3.DatabaseError as exc:
+            if path is None:
+                raise
+            _log.warning("index %s is unusable (%s); rebuilding it", path, exc)
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    Path(f"{path}{suffix}").unlink()
+            db = self._connect(target)
+        return db
+
+    @staticmethod
+    def _connect(target: str) -> sqlite3.Connection:
+        db = sqlite3.connect(target, timeout=30.0, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        row = db.execute("SELECT value FROM meta WHERE key='format'").fetchone()
+        if row is None or row[0] != str(_FORMAT_VERSION):
+            for table in ("files", *_CHILD_TABLES):
+                db.execute(f"DELETE FROM {table}")  # noqa: S608 (constant table names)
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('format', ?)",
+                (str(_FORMAT_VERSION),),
+            )
+        db.execute("SELECT count(*) FROM files").fetchone()  # fails early on a corrupt file
+        return db
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> ArchiveIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- refresh -------------------------------------------------------------------------
+
+    def refresh(self, *, full: bool = False) -> RefreshResult:
+        """Bring the index up to date with the archive directory and report what changed.
+
+        Without ``full``, an unchanged directory mtime (as last seen by any process using this
+        index file) means nothing to do, and a changed one means only names that appeared or
+        vanished are read. ``full`` also stats every file, to catch records rewritten in place
+        (as the seed's scripts do), which leave the directory's mtime alone.
+        """
+        started = time.perf_counter()
+        with self._lock:
+            try:
+                dir_mtime = self.archive.stat().st_mtime_ns
+            except FileNotFoundError:
+                dir_mtime = -1
+            if self._dir_mtime_ns is None:  # what the index last saw, maybe in another process
+                row = self._db.execute("SELECT value FROM meta WHERE key='dir_mtime_ns'").fetchone()
+                self._dir_mtime_ns = int(row[0]) if row else None
+            if not full and dir_mtime == self._dir_mtime_ns:
+                return RefreshResult(invalid=dict(self._invalid_cache()))
+            if self._known is None:
+                self._known = {
+                    name: (size, mtime)
+                    for name, size, mtime in self._db.execute(
+                        "SELECT name, size, mtime_ns FROM files"
+                    )
+                }
+            known = self._known
+            if full or self._dir_mtime_ns is None:  # a new index, or asked to: verify every file
+                stats = self._list_with_stats() if dir_mtime != -1 else {}
+                names: AbstractSet[str] = stats.keys()
+                to_read = [n for n, st in stats.items() if known.get(n) != st]
+            else:
+                names = self._list_names() if dir_mtime != -1 else set()
+                to_read = [n for n in names if n not in known]
+            gone = [n for n in known if n not in names]
+            result = self._apply(to_read, gone, len(names), started, dir_mtime)
+            self._dir_mtime_ns = dir_mtime
+            if result.changed:
+                self.generation += 1
+            return result
+
+    def _list_with_stats(self) -> dict[str, tuple[int, int]]:
+        found: dict[str, tuple[int, int]] = {}
+        with os.scandir(self.archive) as entries:
+            for e in entries:
+                if e.name.startswith("batch-") and e.name.endswith(".json"):
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    found[e.name] = (st.st_size, st.st_mtime_ns)
+        return found
+
+    def _list_names(self) -> set[str]:
+        with os.scandir(self.archive) as entries:
+            return {
+                e.name for e in entries if e.name.startswith("batch-") and e.name.endswith(".json")
+            }
+
+    def _stat(self, name: str) -> tuple[int, int] | None:
+        try:
+            st = (self.archive / name).lstat()
+        except OSError:
+            return None
+        return (st.st_size, st.st_mtime_ns)
+
+    def _apply(
+        self,
+        to_read: Iterable[str],
+        gone: Iterable[str],
+        scanned: int,
+        started: float,
+        dir_mtime: int,
+    ) -> RefreshResult:
+        """Parse ``to_read``, drop ``gone``, and store the result in one transaction."""
+        known = self._known if self._known is not None else {}
+        invalid = self._invalid_cache()
+        added: list[RecordSummary] = []
+        newly_invalid: dict[str, str] = {}
+        stored: dict[str, tuple[int, int]] = {}
+        vanished: list[str] = []
+        for name in sorted(to_read):  # parse outside the write transaction
+            path = self.archive / name
+            try:
+                record, st = read_record_stat(path)
+            except InvalidRecordFile as exc:
+                status = self._stat(name)
+                if status is None:  # vanished between listing and reading
+                    vanished.append(name)
+                    continue
+                newly_invalid[name] = exc.reason
+                stored[name] = status
+                continue
+            added.append(summarize(record, name))
+            stored[name] = (st.st_size, st.st_mtime_ns)
+        replaced = [n for n in (*gone, *vanished, *stored) if n in known]
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            removed = self._get_many(replaced)
+            for table in ("files", *_CHILD_TABLES):
+                db.executemany(
+                    f"DELETE FROM {table} WHERE name=?",  # noqa: S608 (constant table names)
+                    [(n,) for n in replaced],
+                )
+            db.executemany(
+                _UPSERT,
+                [
+                    (n, *stored[n], reason, *[None] * len(_SCALARS), None)
+                    for n, reason in newly_invalid.items()
+                ],
+            )
+            db.executemany(
+                _UPSERT, [(a.file, *stored[a.file], None, *a[1:-3], _nested_json(a)) for a in added]
+            )
+            db.executemany(
+                "INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(a.file, *m) for a in added for m in a.models],
+            )
+            db.executemany(
+                "INSERT INTO stages VALUES (?, ?, ?, ?)",
+                [(a.file, *x) for a in added for x in a.stage_durations],
+            )
+            db.executemany(
+                "INSERT INTO errors VALUES (?, ?)",
+                [(a.file, e) for a in added for e in a.error_types],
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('dir_mtime_ns', ?)",
+                (str(dir_mtime),),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            self._known = self._invalid = None  # re-read from the database next time
+            raise
+        for name in replaced:
+            known.pop(name, None)
+            invalid.pop(name, None)
+        known.update(stored)
+        invalid.update(newly_invalid)
+        for name, reason in newly_invalid.items():
+            _log.warning("skipping invalid record %s: %s", self.archive / name, reason)
+        return RefreshResult(
+            added=tuple(added),
+            removed=tuple(removed),
+            invalid=dict(invalid),
+            newly_invalid=newly_invalid,
+            scanned_files=scanned,
+            seconds=time.perf_counter() - started,
+        )
+
+    def _get_many(self, names: Sequence[str]) -> list[RecordSummary]:
+        found = []
+        for name in names:
+            row = self._db.execute(_SELECT_ONE, (name,)).fetchone()
+            if row is not None:
+                found.append(_from_row(row))
+        return found
+
+    def _invalid_cache(self) -> dict[str, str]:
+        if self._invalid is None:
+            self._invalid = dict(
+                self._db.execute(
+                    "SELECT name, invalid_reason FROM files WHERE invalid_reason IS NOT NULL"
+                ).fetchall()
+            )
+        return self._invalid
+
+    # -- queries -------------------------------------------------------------------------
+
+    def select(
+        self, sql: str, params: Sequence[object] = (), where: RecordFilter | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Run a read-only aggregate query over the index tables (see the module docstring).
+
+        ``sql`` may contain ``{where}``, replaced by the filter's condition on ``files`` (alias
+        ``f``) ; the filter's parameters come after ``params``. Use for sums and group-bys
+        that would be slow over a hundred thousand summaries in Python.
+        """
+        condition, extra = (where or RecordFilter()).sql()
+        with self._lock:
+            return self._db.execute(sql.replace("{where}", condition), (*params, *extra)).fetchall()
+
+    def invalid_files(self) -> dict[str, str]:
+        """Files of the archive that are not valid records, with the reason for each."""
+        with self._lock:
+            return dict(self._invalid_cache())
+
+    def summaries(
+        self,
+        *,
+        operation: str | None = None,
+        since: datetime | float | None = None,
+        recent: int | None = None,
+    ) -> list[RecordSummary]:
+        """Valid records, oldest first (by start timestamp, then file name).
+
+        ``since`` keeps records that started at or after it; ``recent`` keeps the N most
+        recent by timestamp (not by file name, unlike the seed's script).
+        """
+        where = RecordFilter(
+            operation=operation,
+            since=since.timestamp() if isinstance(since, datetime) else since,
+            recent=recent,
+        )
+        rows = self.select(
+            _SELECT_MANY + "{where} ORDER BY f.timestamp, f.name",
+            where=where,
+        )
+        return [_from_row(r) for r in rows]
+
+    def __len__(self) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT count(*) FROM files WHERE invalid_reason IS NULL"
+            ).fetchone()
+        return int(row[0])
