@@ -1,0 +1,1 @@
+"""The archive as Prometheus metrics: collector, HTTP server, backfill, rules and PromQL."""

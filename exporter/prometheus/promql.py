@@ -1,0 +1,80 @@
+"""The PromQL for each bottleneck signal, in one place.
+
+``trends`` computes the same signals from the archive (exporter.stats); the generated Prometheus
+recording and alerting rules and the provisioned Grafana alert rules all take their expressions
+from here, with thresholds from exporter/data/thresholds.yaml, so the three always agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from exporter.thresholds import Bottleneck, Thresholds
+
+__all__ = [
+    "HEARTBEAT_AGE_METRIC",
+    "SIGNALS",
+    "alert_expr",
+    "mean_duration",
+    "recorded_name",
+    "stalled_task_expr",
+    "success_rate",
+]
+
+HEARTBEAT_AGE_METRIC: Final = "batch_task_heartbeat_age_seconds"
+
+
+def _sum_by_operation(expr: str) -> str:
+    return f"sum by (operation) ({expr})"
+
+
+def _over(metric: str, window: str | None) -> str:
+    """The counter's growth within ``window``, or its all-time value when ``window`` is None."""
+    return metric if window is None else f"increase({metric}[{window}])"
+
+
+def mean_duration(window: str | None) -> str:
+    """Mean operation duration per operation: duration sum over operation count."""
+    return (
+        f"{_sum_by_operation(_over('batch_operation_duration_seconds_sum', window))}"
+        f" / {_sum_by_operation(_over('batch_operation_duration_seconds_count', window))}"
+    )
+
+
+def success_rate(window: str | None) -> str:
+    """Item success rate per operation: successful items over all items."""
+    successful = _over('batch_items_total{outcome="success"}', window)
+    every = _over("batch_items_total", window)
+    return f"{_sum_by_operation(successful)} / {_sum_by_operation(every)}"
+
+
+SIGNALS: Final[dict[str, Callable[[str | None], str]]] = {
+    "mean_duration_seconds": mean_duration,
+    "success_rate": success_rate,
+}
+
+_RECORDED: Final = {
+    "mean_duration_seconds": "operation:batch_operation_duration_seconds:mean{window}",
+    "success_rate": "operation:batch_items:success_ratio{window}",
+}
+
+
+def recorded_name(signal: str, window: str) -> str:
+    """Name of the recording rule that stores ``signal`` over ``window`` (level:metric:ops)."""
+    return _RECORDED[signal].format(window=window)
+
+
+def alert_expr(bottleneck: Bottleneck, thresholds: Thresholds, *, recorded: bool = True) -> str:
+    """The alert condition: the signal (recorded, or inline) compared with its threshold."""
+    signal = (
+        recorded_name(bottleneck.signal, thresholds.window)
+        if recorded
+        else f"({SIGNALS[bottleneck.signal](thresholds.window)})"
+    )
+    return f"{signal} {bottleneck.comparison} {bottleneck.threshold:g}"
+
+
+def stalled_task_expr(thresholds: Thresholds) -> str:
+    """Running tasks whose last heartbeat is older than the orchestrator's stall limit."""
+    return f"{HEARTBEAT_AGE_METRIC} > {thresholds.stalled_heartbeat_seconds:g}"
