@@ -58,7 +58,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 ENV_INDEX: Final = "BATCH_METRICS_INDEX"
-_FORMAT_VERSION: Final = 1  # bump when RecordSummary or the tables change
+_FORMAT_VERSION: Final = 2  # bump when RecordSummary or the tables change
 
 
 class ModelTokens(NamedTuple):
@@ -73,7 +73,7 @@ class ModelTokens(NamedTuple):
 
 
 class StageSummary(NamedTuple):
-    stage: int
+    stage: int | None  # None: the seed's analyze-batch.py writes null for PRPs without a stage
     duration_seconds: float | None
     items: int
 
@@ -234,7 +234,7 @@ CREATE TABLE IF NOT EXISTS models (
 );
 CREATE INDEX IF NOT EXISTS models_by_name ON models (name);
 CREATE TABLE IF NOT EXISTS stages (
-    name TEXT NOT NULL, stage INTEGER NOT NULL, duration_seconds REAL, items INTEGER NOT NULL
+    name TEXT NOT NULL, stage INTEGER, duration_seconds REAL, items INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS stages_by_name ON stages (name);
 CREATE TABLE IF NOT EXISTS errors (name TEXT NOT NULL, error_type TEXT NOT NULL);
@@ -336,8 +336,10 @@ class ArchiveIndex:
         db.executescript(_SCHEMA)
         row = db.execute("SELECT value FROM meta WHERE key='format'").fetchone()
         if row is None or row[0] != str(_FORMAT_VERSION):
-            for table in ("files", *_CHILD_TABLES):
-                db.execute(f"DELETE FROM {table}")  # noqa: S608 (constant table names)
+            for table in ("files", *_CHILD_TABLES):  # an older layout: recreate the tables
+                db.execute(f"DROP TABLE {table}")
+            db.execute("DELETE FROM meta")  # including what the last refresh saw
+            db.executescript(_SCHEMA)
             db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('format', ?)",
                 (str(_FORMAT_VERSION),),
