@@ -100,3 +100,21 @@ DURATION_BUCKETS: Final[tuple[float, ...]] = (
     14400.0,
     28800.0,
 )
+
+# -- additions used by the instrumentation API -----------------------------------------------
+
+# values of ATTR_KIND
+KIND_BATCH: Final = "batch"
+KIND_STAGE: Final = "stage"
+KIND_ITEM: Final = "item"
+
+# Units of the counters: a UCUM annotation in curly braces names what is counted and adds no
+# suffix to the Prometheus name (``batch.operations`` -> ``batch_operations_total``).
+UNIT_OPERATIONS: Final = "{operation}"
+UNIT_ITEMS: Final = "{item}"
+UNIT_TOKENS: Final = "{token}"
+UNIT_ERRORS: Final = "{error}"
+
+# error_type label of a failure that names no error type (the OTel error.type fallback value).
+ERROR_TYPE_OTHER: Final = "_OTHER"
+MAX_LABEL_LENGTH: Final = 128  # characters kept of a free-text label value (model, error type)
