@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +26,13 @@ from typing import Final
 
 from pydantic import ValidationError
 
-from exporter.model import BatchRecord, check_batch_id, dump_record, parse_record
+from exporter.model import (
+    BatchRecord,
+    check_batch_id,
+    describe_validation_error,
+    dump_record,
+    parse_record,
+)
 
 __all__ = [
     "DEFAULT_ARCHIVE",
@@ -37,6 +44,7 @@ __all__ = [
     "iter_archive",
     "list_record_files",
     "read_record",
+    "read_record_stat",
     "record_path",
     "write_record",
 ]
@@ -81,21 +89,41 @@ def record_path(archive: Path, record: BatchRecord, *, first_run: bool = True) -
 
 
 def _describe_error(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "record"
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{where}: {first['msg']}{more}"
+    return describe_validation_error(exc, root="record")
 
 
 def read_record(path: Path) -> BatchRecord:
     """Read and validate one record file; raise InvalidRecordFile with a one-line reason."""
+    return read_record_stat(path)[0]
+
+
+def read_record_stat(path: Path) -> tuple[BatchRecord, os.stat_result]:
+    """Like :func:`read_record`, also returning the stat of exactly the file that was read.
+
+    Symbolic links are refused (``O_NOFOLLOW``): a link could point outside the archive.
+    """
     try:
-        if path.is_symlink():
-            raise InvalidRecordFile(path, "is a symbolic link (refused)")
-        with path.open("rb") as handle:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InvalidRecordFile(path, "is a symbolic link (refused)") from exc
+        raise InvalidRecordFile(path, f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidRecordFile(path, "is not a regular file")
+        if st.st_size > MAX_RECORD_BYTES:
+            raise InvalidRecordFile(path, f"larger than {MAX_RECORD_BYTES // (1024 * 1024)} MiB")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
             data = handle.read(MAX_RECORD_BYTES + 1)
     except OSError as exc:
         raise InvalidRecordFile(path, f"cannot read: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+    return _parse_bytes(path, data), st
+
+
+def _parse_bytes(path: Path, data: bytes) -> BatchRecord:
     if len(data) > MAX_RECORD_BYTES:
         raise InvalidRecordFile(path, f"larger than {MAX_RECORD_BYTES // (1024 * 1024)} MiB")
     if not data.strip():

@@ -44,6 +44,7 @@ __all__ = [
     "TokenUsage",
     "ValidationError",
     "check_batch_id",
+    "describe_validation_error",
     "dump_record",
     "parse_record",
 ]
@@ -91,7 +92,11 @@ def _parse_timestamp(value: Any) -> Any:
     """
     if isinstance(value, str):
         try:
-            parsed = date_parser.isoparse(value)
+            parsed = datetime.fromisoformat(value)  # fast path: what we write
+        except ValueError:
+            parsed = None
+        try:
+            parsed = parsed or date_parser.isoparse(value)
         except ValueError:
             try:
                 parsed = date_parser.parse(value)
@@ -143,9 +148,13 @@ class TokenUsage(_Model):
 class StageDuration(_Model):
     """Wall time of one stage and the items it ran."""
 
-    stage: int
+    # None: the seed's analyze-batch.py writes null for PRPs whose front matter has no stage.
+    stage: int | None
     duration_seconds: Seconds | None = None
     items: list[str] = Field(default_factory=list)
+    # -- extensions: tokens used inside the stage, subagents' included --
+    input_tokens: Count | None = None
+    output_tokens: Count | None = None
 
 
 class ErrorEntry(_Model):
@@ -209,7 +218,14 @@ class BatchRecord(_Model):
         },
     )
 
-    batch_id: str = Field(description="Batch identifier (e.g., '47')")
+    batch_id: str = Field(
+        description="Batch identifier (e.g., '47')",
+        # What check_batch_id enforces, stated for schema users (the validator is the rule).
+        json_schema_extra={
+            "pattern": r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]*$",
+            "maxLength": BATCH_ID_MAX_LENGTH,
+        },
+    )
     operation: Operation = Field(description="Batch operation type")
     timestamp: Timestamp = Field(description="Operation start time (ISO 8601)")
     duration_seconds: Seconds | None = Field(
@@ -219,7 +235,9 @@ class BatchRecord(_Model):
     optimization_metrics: OptimizationMetrics | None = None
     # -- extensions (optional, allowed by the seed schema) --
     run_id: str | None = Field(
-        default=None, description="Identity of this run; re-writing the same run is idempotent"
+        default=None,
+        description="Identity of this run; re-writing the same run is idempotent",
+        json_schema_extra={"pattern": "^" + _RUN_ID_RE.pattern + "$"},
     )
     status: RecordStatus | None = None
     source: RecordSource | None = Field(default=None, description="Where the figures come from")
@@ -256,6 +274,17 @@ class BatchRecord(_Model):
 
 
 _RECORD_ADAPTER: Final = TypeAdapter(BatchRecord)
+
+
+def describe_validation_error(exc: ValidationError, root: str = "value") -> str:
+    """One line for a pydantic error: where the first problem is, what it is, how many more.
+
+    ``root`` names the location of an error in the whole value (``record``, say).
+    """
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or root
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
 
 
 def parse_record(data: bytes | str) -> BatchRecord:

@@ -1,0 +1,351 @@
+"""assemble(): finished span trees built with the OTel SDK tracer -> exact records."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+from pydantic import ValidationError
+
+from exporter.assemble import AssembleError, assemble
+from exporter.model import StageDuration
+from exporter.pricing import ModelPrice, PricingTable
+from instrumentation import semconv as sc
+
+T0 = 1_762_000_000  # seconds since the epoch; 2025-11-01T12:26:40Z
+NS = 1_000_000_000
+
+PRICING = PricingTable(
+    datetime(2025, 11, 1, tzinfo=UTC).date(),
+    {
+        "big": ModelPrice(input=10.0, output=50.0, cache_read=1.0, aliases=("big-latest",)),
+        "small": ModelPrice(input=1.0, output=5.0),
+    },
+)
+
+
+class SpanTree:
+    """Spans of one trace with exact timestamps (seconds after T0), via the SDK tracer."""
+
+    def __init__(self, provider: TracerProvider | None = None) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.provider = provider or TracerProvider()
+        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.tracer = self.provider.get_tracer("test")
+
+    def start(
+        self, name: str, attrs: Mapping[str, AttributeValue], at: float, parent: Span | None = None
+    ) -> Span:
+        context = trace.set_span_in_context(parent) if parent is not None else None
+        return self.tracer.start_span(
+            name, context=context, attributes=attrs, start_time=int((T0 + at) * NS)
+        )
+
+    def batch(self, attrs: Mapping[str, AttributeValue] | None = None, at: float = 0.0) -> Span:
+        base: dict[str, AttributeValue] = {
+            sc.ATTR_KIND: "batch",
+            sc.ATTR_BATCH_ID: "47",
+            sc.ATTR_OPERATION: "execute",
+            sc.ATTR_RUN_ID: "run-1",
+        }
+        return self.start("batch execute", {**base, **(attrs or {})}, at)
+
+    def stage(self, parent: Span, number: int, at: float) -> Span:
+        attrs: dict[str, AttributeValue] = {
+            sc.ATTR_KIND: "stage",
+            sc.ATTR_STAGE: number,
+            sc.ATTR_STAGE_NAME: f"s{number}",
+        }
+        return self.start(f"batch.stage {number}", attrs, at, parent)
+
+    def item(
+        self,
+        parent: Span,
+        item_id: str,
+        at: float,
+        until: float | None,
+        outcome: str | None = "success",
+        **attrs: AttributeValue,
+    ) -> Span:
+        base: dict[str, AttributeValue] = {sc.ATTR_KIND: "item", sc.ATTR_ITEM_ID: item_id}
+        if outcome is not None:
+            base[sc.ATTR_OUTCOME] = outcome
+        span = self.start(f"batch.item {item_id}", {**base, **attrs}, at, parent)
+        if until is not None:  # None: left open for the caller to add events and end
+            self.end(span, until)
+        return span
+
+    @staticmethod
+    def end(span: Span, at: float) -> None:
+        span.end(end_time=int((T0 + at) * NS))
+
+    @staticmethod
+    def tokens(
+        span: Span,
+        model: str | None,
+        inp: int,
+        out: int,
+        *,
+        cache: int = 0,
+        cost: float | None = None,
+    ) -> None:
+        attrs: dict[str, AttributeValue] = {
+            sc.ATTR_GENAI_INPUT_TOKENS: inp,
+            sc.ATTR_GENAI_OUTPUT_TOKENS: out,
+            sc.ATTR_CACHE_READ_TOKENS: cache,
+        }
+        if model is not None:
+            attrs[sc.ATTR_GENAI_MODEL] = model
+        if cost is not None:
+            attrs[sc.ATTR_COST_USD] = cost
+        span.add_event(sc.EVENT_TOKENS, attrs)
+
+    def finished(self) -> Sequence[ReadableSpan]:
+        return self.exporter.get_finished_spans()
+
+
+def three_stage_tree(provider: TracerProvider | None = None) -> SpanTree:
+    """Batch 47 execute: 100 s wall, 3 stages, 5 items (one retried), tokens on 4 models."""
+    t = SpanTree(provider)
+    root = t.batch({sc.ATTR_TOTAL_ITEMS: 5})
+    s1 = t.stage(root, 1, 1)
+    a = t.item(s1, "PRP-1", 1, None)
+    t.tokens(a, "big", 1000, 200, cache=400)
+    t.end(a, 21)
+    t.item(s1, "PRP-2", 1, 31, "failure", **{sc.ATTR_ERROR_TYPE: "TimeoutError"})
+    t.end(s1, 31)
+    s2 = t.stage(root, 2, 31)
+    b = t.item(s2, "PRP-3", 31, None, "partial", **{sc.ATTR_ERROR_MESSAGE: "2 of 3 phases"})
+    subagent = t.start("llm call", {}, 35, b)  # not a batch span: its tokens still count
+    t.tokens(subagent, "big-latest", 500, 100)
+    t.tokens(subagent, "mystery-model", 10, 5)
+    t.end(subagent, 40)
+    t.end(b, 61)
+    t.item(s2, "PRP-4", 31, 41, "failure", **{sc.ATTR_ERROR_TYPE: "ValueError"})
+    t.item(s2, "PRP-4", 45, 55, "success")  # retry: last outcome wins, counted once
+    t.end(s2, 61)
+    s3 = t.stage(root, 3, 61)
+    c = t.item(s3, "PRP-5", 61, None)
+    t.tokens(c, "small", 2000, 1000, cost=0.5)  # provider-reported
+    t.end(c, 91)
+    t.end(s3, 91)
+    t.tokens(root, "small", 100, 0)  # orchestrator's own call, no stage
+    t.end(root, 100)
+    return t
+
+
+def test_three_stage_batch_gives_exact_record() -> None:
+    record = assemble(three_stage_tree().finished(), pricing=PRICING)
+    assert record.batch_id == "47"
+    assert record.operation == "execute"
+    assert record.run_id == "run-1"
+    assert record.source == "instrumentation"
+    assert record.status == "partial"
+    assert record.timestamp == datetime.fromtimestamp(T0, tz=UTC)
+    assert record.duration_seconds == 100.0
+    m = record.metrics
+    assert (m.total_items, m.success_count, m.failure_count, m.partial_count) == (5, 3, 1, 1)
+    assert m.stages == 3
+    assert m.stage_durations == [
+        StageDuration(
+            stage=1,
+            duration_seconds=30.0,
+            items=["PRP-1", "PRP-2"],
+            input_tokens=1000,
+            output_tokens=200,
+        ),
+        StageDuration(
+            stage=2,
+            duration_seconds=30.0,
+            items=["PRP-3", "PRP-4"],
+            input_tokens=510,
+            output_tokens=105,
+        ),
+        StageDuration(
+            stage=3,
+            duration_seconds=30.0,
+            items=["PRP-5"],
+            input_tokens=2000,
+            output_tokens=1000,
+        ),
+    ]
+    assert [(e.item_id, e.error_type, e.error_message) for e in m.errors or []] == [
+        ("PRP-2", "TimeoutError", None),
+        ("PRP-3", None, "2 of 3 phases"),
+    ]
+    # attempts: 20 + 30 + 30 + 10 + 10 + 30 = 130 s of item work in 100 s of wall time
+    assert record.optimization_metrics is not None
+    assert record.optimization_metrics.parallel_efficiency == 1.3
+    assert record.trace_id is not None and len(record.trace_id) == 32
+    assert record.notes is None
+
+
+def test_token_usage_sums_events_and_prices_each_model() -> None:
+    usage = assemble(three_stage_tree().finished(), pricing=PRICING).metrics.token_usage
+    assert usage is not None
+    big = (600 * 10.0 + 400 * 1.0 + 200 * 50.0) / 1e6  # cache reads at the cache price
+    small = 0.5 + 100 * 1.0 / 1e6
+    rows = [
+        (u.model, u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cost_usd, u.cost_source)
+        for u in usage.by_model or []
+    ]
+    assert rows == [
+        ("big", 1000, 200, 400, round(big, 6), "estimate"),
+        ("big-latest", 500, 100, 0, 0.01, "estimate"),
+        ("mystery-model", 10, 5, 0, None, "unpriced"),
+        ("small", 2100, 1000, 0, round(small, 6), "mixed"),
+    ]
+    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens) == (3610, 1305, 4915)
+    assert usage.estimated_cost == round(0.0164 + 0.01 + small, 6)
+    assert usage.cost_source == "mixed"
+    assert usage.unpriced_models == ["mystery-model"]
+
+
+def test_unpriced_only_is_none_not_zero() -> None:
+    t = SpanTree()
+    root = t.batch()
+    t.tokens(root, None, 10, 10)
+    t.end(root, 5)
+    usage = assemble(t.finished(), pricing=PRICING).metrics.token_usage
+    assert usage is not None
+    assert usage.estimated_cost is None
+    assert usage.cost_source == "unpriced"
+    assert usage.unpriced_models == ["unknown"]
+
+
+def test_provider_cost_only_is_provider() -> None:
+    t = SpanTree()
+    root = t.batch()
+    t.tokens(root, "mystery-model", 10, 10, cost=0.25)
+    t.end(root, 5)
+    usage = assemble(t.finished(), pricing=PRICING).metrics.token_usage
+    assert usage is not None
+    assert (usage.estimated_cost, usage.cost_source, usage.unpriced_models) == (
+        0.25,
+        "provider",
+        None,
+    )
+
+
+def test_batch_body_exception_is_a_failed_run_with_its_error() -> None:
+    t = SpanTree()
+    root = t.batch()
+    s1 = t.stage(root, 1, 0)
+    t.item(s1, "A", 0, 2)
+    t.end(s1, 2)
+    root.set_status(Status(StatusCode.ERROR, "boom"))
+    root.record_exception(RuntimeError("orchestrator\ncrashed"))
+    t.end(root, 4)
+    record = assemble(t.finished())
+    assert record.status == "failed"
+    assert [(e.item_id, e.error_type, e.error_message) for e in record.metrics.errors or []] == [
+        (None, "RuntimeError", "orchestrator crashed")
+    ]
+    assert record.metrics.success_count == 1
+
+
+def test_outcome_attribute_on_root_sets_status() -> None:
+    t = SpanTree()
+    root = t.batch({sc.ATTR_OUTCOME: "failure"})
+    t.end(root, 1)
+    assert assemble(t.finished()).status == "failed"
+
+
+def test_items_without_outcome_follow_span_status_and_messages_are_bounded() -> None:
+    t = SpanTree()
+    root = t.batch()
+    ok = t.start("batch.item x", {sc.ATTR_KIND: "item", sc.ATTR_ITEM_ID: "x"}, 0, root)
+    t.end(ok, 1)
+    bad = t.start(
+        "batch.item y",
+        {sc.ATTR_KIND: "item", sc.ATTR_ITEM_ID: "y", sc.ATTR_STAGE: 2},
+        0,
+        root,
+    )
+    bad.set_status(Status(StatusCode.ERROR, "e" * 2000))
+    t.end(bad, 1)
+    t.end(root, 2)
+    record = assemble(t.finished())
+    m = record.metrics
+    assert (m.total_items, m.success_count, m.failure_count, m.stages) == (2, 1, 1, 1)
+    assert m.stage_durations == [StageDuration(stage=2, duration_seconds=1.0, items=["y"])]
+    (error,) = m.errors or []
+    assert error.error_message is not None
+    assert len(error.error_message) == sc.MAX_ERROR_MESSAGE
+    assert error.error_message.endswith("\u2026")
+    assert record.status == "partial"
+
+
+def test_announced_items_that_never_ran_count_and_are_noted() -> None:
+    t = SpanTree()
+    root = t.batch({sc.ATTR_TOTAL_ITEMS: 4})
+    t.item(root, "a", 0, 1)
+    t.end(root, 1)
+    record = assemble(t.finished(), notes=["caller note"])
+    assert (record.metrics.total_items, record.metrics.success_count) == (4, 1)
+    assert record.notes == ["caller note", "3 of 4 announced items reported no outcome"]
+    assert record.status == "partial"
+
+
+def test_empty_batch_has_no_efficiency_and_no_token_usage() -> None:
+    t = SpanTree()
+    root = t.batch({sc.ATTR_RUN_ID: ""})
+    t.end(root, 3)
+    record = assemble(t.finished())
+    assert record.status == "completed"
+    assert record.metrics.total_items == 0
+    assert record.metrics.token_usage is None
+    assert record.metrics.stage_durations is None
+    assert record.optimization_metrics is not None
+    assert record.optimization_metrics.parallel_efficiency is None
+    # no run id attribute: the batch span's id stands in, so re-assembly is idempotent
+    assert record.run_id == format(root.get_span_context().span_id, "016x")
+
+
+def test_zero_wall_time_gives_no_efficiency() -> None:
+    t = SpanTree()
+    root = t.batch()
+    t.item(root, "a", 0, 0)
+    t.end(root, 0)
+    record = assemble(t.finished())
+    assert record.optimization_metrics is not None
+    assert record.optimization_metrics.parallel_efficiency is None
+
+
+def test_no_batch_span_or_two_are_refused() -> None:
+    t = SpanTree()
+    other = t.start("x", {}, 0)
+    t.end(other, 1)
+    with pytest.raises(AssembleError, match="found 0"):
+        assemble(t.finished())
+    t.end(t.batch(), 1)
+    t.end(t.batch(), 1)
+    with pytest.raises(AssembleError, match="found 2"):
+        assemble(t.finished())
+
+
+def test_hostile_batch_id_on_span_is_refused() -> None:
+    t = SpanTree()
+    t.end(t.batch({sc.ATTR_BATCH_ID: "../etc"}), 1)
+    with pytest.raises(ValidationError, match="batch id"):
+        assemble(t.finished())
+
+
+def test_a_stage_run_twice_is_one_window() -> None:
+    t = SpanTree()
+    root = t.batch()
+    for start, end in ((0, 5), (8, 10)):
+        s = t.stage(root, 1, start)
+        t.item(s, f"i{start}", start, end)
+        t.end(s, end)
+    t.end(root, 10)
+    m = assemble(t.finished()).metrics
+    assert m.stages == 1
+    assert m.stage_durations == [StageDuration(stage=1, duration_seconds=10.0, items=["i0", "i8"])]
