@@ -10,6 +10,8 @@ from typing import Final, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from exporter.model import describe_validation_error
+
 __all__ = ["ENV_VAR", "Bottleneck", "Thresholds", "ThresholdsError", "load_thresholds"]
 
 ENV_VAR: Final = "BATCH_METRICS_THRESHOLDS"
@@ -60,6 +62,10 @@ def load_thresholds(path: Path | None = None) -> Thresholds:
         return Thresholds.model_validate(yaml.safe_load(text))
     except OSError as exc:
         raise ThresholdsError(f"cannot read thresholds {path}: {exc.strerror or exc}") from exc
-    except (yaml.YAMLError, ValidationError) as exc:
+    except ValidationError as exc:
+        raise ThresholdsError(
+            f"invalid thresholds file {path or 'built-in'}: {describe_validation_error(exc)}"
+        ) from exc
+    except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0]
         raise ThresholdsError(f"invalid thresholds file {path or 'built-in'}: {first}") from exc
