@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from exporter.archive import ArchiveError
 from exporter.model import InvalidBatchId
+from exporter.pricing import PricingError
 from exporter.thresholds import ThresholdsError
 
 __all__ = ["CommandError", "UserError"]
@@ -18,4 +19,4 @@ class CommandError(Exception):
 
 
 # What the CLI turns into one line on stderr. Each has a one-line ``str()``.
-UserError = (CommandError, ArchiveError, InvalidBatchId, ThresholdsError)
+UserError = (CommandError, ArchiveError, InvalidBatchId, ThresholdsError, PricingError)
