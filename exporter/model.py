@@ -149,7 +149,7 @@ class StageDuration(_Model):
     """Wall time of one stage and the items it ran."""
 
     # None: the seed's analyze-batch.py writes null for PRPs whose front matter has no stage.
-    stage: int | None
+    stage: int | None = None
     duration_seconds: Seconds | None = None
     items: list[str] = Field(default_factory=list)
     # -- extensions: tokens used inside the stage, subagents' included --

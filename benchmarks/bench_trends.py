@@ -1,0 +1,105 @@
+"""Benchmark: the seed's trend-analysis.py against ``batch-metrics trends --all``.
+
+Generates archives of 1k, 10k (and, with --sizes, 100k) records, runs the seed's script
+(extracted from the seed PRP at run time) and ``batch-metrics trends --all`` in fresh
+processes, and prints wall time and peak memory (max RSS) of each, cold (no index yet) and warm
+(index up to date), with the ratios. Also times ``analyze`` on a generated 500-commit repository.
+
+    .venv/bin/python -m benchmarks.bench_trends --sizes 1000 10000 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from tests.generated_archive import write_archive
+from tests.seed_scripts import extract_script
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one child process."""
+    started = time.perf_counter()
+    with subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL) as proc:
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv[1]} failed with exit {proc.returncode}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def bench_trends(size: int, work: Path) -> None:
+    project = work / f"p{size}"
+    write_archive(project / ".ce/completed-batches", size)
+    seed = extract_script("trend-analysis", work / "seed")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "BATCH_METRICS_INDEX": str(work / f"ix{size}")}
+    ours = [sys.executable, "-m", "exporter.cli", "trends", "--all", "--no-save"]
+    seed_t, seed_m = _timed([sys.executable, str(seed), "--all"], project, env)
+    cold_t, cold_m = _timed(ours, project, env)
+    warm_t, warm_m = _timed(ours, project, env)
+    print(
+        f"{size:>7} records | seed {seed_t:6.2f} s {seed_m:6.0f} MiB | "
+        f"ours cold {cold_t:6.2f} s {cold_m:6.0f} MiB ({seed_t / cold_t:4.1f}x) | "
+        f"warm {warm_t:5.2f} s {warm_m:5.0f} MiB ({seed_t / warm_t:5.1f}x)"
+    )
+
+
+def bench_analyze(commits: int, work: Path) -> None:
+    root = work / "repo"
+    root.mkdir()
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    git = ["git", "-c", "user.name=b", "-c", "user.email=b@example.com"]
+    subprocess.run([*git, "init", "-q"], cwd=root, check=True, env=env)
+    prps = root / "PRPs/feature-requests"
+    prps.mkdir(parents=True)
+    for n in range(20):
+        (prps / f"PRP-47.{n // 5 + 1}.{n}.md").write_text(
+            f"---\nprp_id: PRP-47.{n // 5 + 1}.{n}\nbatch_id: 47\nstage: {n // 5 + 1}\n"
+            "status: completed\n---\n"
+        )
+    # fast-import: 500 commits with controlled dates in one process
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    stream = []
+    for i in range(commits):
+        when = int((t0 + timedelta(minutes=i)).timestamp())
+        item = f"PRP-{47 if i % 2 else 470}.{i % 4 + 1}.{i % 20}"
+        message = f"Implement {item} step {i}\n".encode()
+        stream.append(f"commit refs/heads/main\ncommitter b <b@example.com> {when} +0000\n")
+        stream.append(f"data {len(message)}\n")
+        stream.append(message.decode() + "\n")
+    subprocess.run(
+        [*git, "fast-import", "--quiet"],
+        cwd=root,
+        input="".join(stream).encode(),
+        check=True,
+        env=env,
+    )
+    subprocess.run([*git, "checkout", "-q", "main"], cwd=root, check=True, env=env)
+    cmd = [sys.executable, "-m", "exporter.cli", "analyze", "--batch", "47", "--root", str(root)]
+    elapsed, mem = _timed(cmd, REPO, {**env, "PYTHONPATH": str(REPO)})
+    print(f"analyze, {commits}-commit repository: {elapsed:.2f} s (whole process), {mem:.0f} MiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--commits", type=int, default=500)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-trends-") as tmp:
+        work = Path(tmp)
+        bench_analyze(args.commits, work)
+        for size in args.sizes:
+            bench_trends(size, work)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""The one definition of the figures every report, rule and dashboard must agree on.
+
+* **Item success rate** of an operation: ``sum(success_count) / sum(total_items)`` over its
+  runs, as the seed's ``trend-analysis.py`` computes it. An operation whose runs record no
+  items has *no data* (``None``), not a 0 % rate (the seed reports 0 %, and flags it).
+* **Duration statistics** of an operation: over the runs that recorded a
+  ``duration_seconds``. A run without a duration is left out (the seed counts it as 0 s,
+  which drags the mean and the minimum down with a value nobody measured).
+* Every archived run counts once: a retried or resumed batch contributes each of its runs.
+
+Both are given twice, as Python over values and as SQL over the archive index's ``files``
+table (alias ``f``); ``tests/test_trends_stats.py`` proves the two agree. The Prometheus rules
+express the same definitions in PromQL.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = [
+    "SQL_DURATION_AGGREGATES",
+    "SQL_ITEM_AGGREGATES",
+    "DurationStats",
+    "ItemCounts",
+    "duration_stats",
+    "percentile",
+    "success_rate",
+]
+
+# count, mean, min, max of the recorded durations (NULL durations are ignored by SQL aggregates).
+SQL_DURATION_AGGREGATES: Final = (
+    "COUNT(f.duration_seconds), AVG(f.duration_seconds), "
+    "MIN(f.duration_seconds), MAX(f.duration_seconds)"
+)
+# total, success, failure, partial items (a run without counts contributes 0).
+SQL_ITEM_AGGREGATES: Final = (
+    "COALESCE(SUM(f.total_items), 0), COALESCE(SUM(f.success_count), 0), "
+    "COALESCE(SUM(f.failure_count), 0), COALESCE(SUM(f.partial_count), 0)"
+)
+
+
+def success_rate(success: int, total: int) -> float | None:
+    """Successful items over all items; ``None`` (no data) when there are no items."""
+    return success / total if total > 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemCounts:
+    """Item counts summed over runs; :attr:`success_rate` is the shared definition."""
+
+    total: int = 0
+    success: int = 0
+    failure: int = 0
+    partial: int = 0
+
+    @property
+    def success_rate(self) -> float | None:
+        return success_rate(self.success, self.total)
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ascending ``ordered``, interpolating between closest ranks.
+
+    The same method as numpy's default (``linear``): the median of an even count is the mean of
+    the two middle values, as :func:`statistics.median` gives it.
+    """
+    if not ordered:
+        raise ValueError("percentile of no values")
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile {q} is outside 0..1")
+    position = (len(ordered) - 1) * q
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    fraction = position - low
+    if fraction == 0.0:
+        return ordered[low]
+    return ordered[low] + (ordered[high] - ordered[low]) * fraction
+
+
+@dataclass(frozen=True, slots=True)
+class DurationStats:
+    """Statistics of the recorded durations of one operation, in seconds."""
+
+    count: int
+    mean: float
+    median: float
+    min: float
+    max: float
+    p95: float
+
+
+def duration_stats(durations: Iterable[float | None]) -> DurationStats | None:
+    """Statistics over the durations that were recorded; ``None`` when none were."""
+    ordered = sorted(d for d in durations if d is not None)
+    if not ordered:
+        return None
+    return DurationStats(
+        count=len(ordered),
+        mean=math.fsum(ordered) / len(ordered),
+        median=percentile(ordered, 0.5),
+        min=ordered[0],
+        max=ordered[-1],
+        p95=percentile(ordered, 0.95),
+    )
