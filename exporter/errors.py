@@ -1,22 +1,43 @@
-"""Errors that end a command with one clear line and a non-zero exit code."""
+"""Errors that end a command with one clear line and a non-zero exit code.
+
+This module imports nothing heavy, so the CLI can catch these without loading pydantic or the
+OpenTelemetry SDK before it knows which command runs.
+"""
 
 from __future__ import annotations
 
-from exporter.archive import ArchiveError
-from exporter.model import InvalidBatchId
-from exporter.pricing import PricingError
-from exporter.thresholds import ThresholdsError
+from typing import TYPE_CHECKING
 
-__all__ = ["CommandError", "UserError"]
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+__all__ = ["CommandError", "UserError", "describe_validation_error"]
 
 
-class CommandError(Exception):
-    """A command cannot do what was asked; ``str()`` is the line shown to the user."""
+class UserError(Exception):
+    """Bad input or an unusable environment: ``str()`` is the one line shown to the user.
+
+    The archive, model, thresholds and pricing errors derive from it; the CLI prints it as
+    ``batch-metrics: error: ...`` and exits with ``exit_code``.
+    """
+
+    exit_code: int = 1
+
+
+class CommandError(UserError):
+    """A command cannot do what was asked."""
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
 
 
-# What the CLI turns into one line on stderr. Each has a one-line ``str()``.
-UserError = (CommandError, ArchiveError, InvalidBatchId, ThresholdsError, PricingError)
+def describe_validation_error(exc: ValidationError, root: str = "value") -> str:
+    """One line for a pydantic error: where the first problem is, what it is, how many more.
+
+    ``root`` names the location of an error in the whole value (``record``, say).
+    """
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or root
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"

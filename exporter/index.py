@@ -38,10 +38,12 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-from exporter.archive import InvalidRecordFile, read_record_stat
-from exporter.model import BatchRecord
+from exporter import archive as _archive
+
+if TYPE_CHECKING:
+    from exporter.model import BatchRecord
 
 __all__ = [
     "ENV_INDEX",
@@ -443,8 +445,8 @@ class ArchiveIndex:
         for name in sorted(to_read):  # parse outside the write transaction
             path = self.archive / name
             try:
-                record, st = read_record_stat(path)
-            except InvalidRecordFile as exc:
+                record, st = _archive.read_record_stat(path)
+            except _archive.InvalidRecordFile as exc:
                 status = self._stat(name)
                 if status is None:  # vanished between listing and reading
                     vanished.append(name)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime
+from functools import cache
 from typing import Annotated, Any, Final, Literal
 
 from dateutil import parser as date_parser
@@ -26,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from exporter.errors import UserError, describe_validation_error
 from instrumentation.semconv import Operation
 
 __all__ = [
@@ -58,7 +60,7 @@ RecordStatus = Literal["completed", "partial", "failed", "crashed"]
 CostSource = Literal["provider", "estimate", "mixed", "unpriced"]
 
 
-class InvalidBatchId(ValueError):
+class InvalidBatchId(UserError, ValueError):
     """A batch id that could name a file outside the archive or is otherwise unusable."""
 
 
@@ -116,7 +118,9 @@ Usd = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 class _Model(BaseModel):
     # Extra fields are kept: the seed schema allows them and newer writers may add some.
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="allow", allow_inf_nan=False, populate_by_name=True, defer_build=True
+    )
 
 
 class ModelUsage(_Model):
@@ -273,23 +277,16 @@ class BatchRecord(_Model):
         return datetime.fromtimestamp(self.timestamp.timestamp() + self.duration_seconds, tz=UTC)
 
 
-_RECORD_ADAPTER: Final = TypeAdapter(BatchRecord)
-
-
-def describe_validation_error(exc: ValidationError, root: str = "value") -> str:
-    """One line for a pydantic error: where the first problem is, what it is, how many more.
-
-    ``root`` names the location of an error in the whole value (``record``, say).
-    """
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or root
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{where}: {first['msg']}{more}"
+@cache
+def _record_adapter() -> TypeAdapter[BatchRecord]:
+    # Built on first use: building the validators costs ~0.2 s, which commands that only read
+    # the index (trends, serve when warm) should not pay at start-up.
+    return TypeAdapter(BatchRecord)
 
 
 def parse_record(data: bytes | str) -> BatchRecord:
     """Parse and validate one archive file's content. Raises pydantic ValidationError."""
-    return _RECORD_ADAPTER.validate_json(data)
+    return _record_adapter().validate_json(data)
 
 
 def dump_record(record: BatchRecord) -> str:

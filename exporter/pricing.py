@@ -22,7 +22,8 @@ from typing import Final
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from exporter.model import CostSource, describe_validation_error
+from exporter.errors import UserError, describe_validation_error
+from exporter.model import CostSource
 
 __all__ = [
     "ENV_VAR",
@@ -39,7 +40,7 @@ ENV_VAR: Final = "BATCH_METRICS_PRICING"
 _PER: Final = 1_000_000
 
 
-class PricingError(Exception):
+class PricingError(UserError):
     """The pricing file is missing or invalid (one line)."""
 
 

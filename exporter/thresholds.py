@@ -10,26 +10,33 @@ from typing import Final, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from exporter.model import describe_validation_error
+from exporter.errors import UserError, describe_validation_error
 
-__all__ = ["ENV_VAR", "Bottleneck", "Thresholds", "ThresholdsError", "load_thresholds"]
+__all__ = [
+    "ENV_VAR",
+    "Bottleneck",
+    "Thresholds",
+    "ThresholdsError",
+    "Trigger",
+    "load_thresholds",
+]
 
 ENV_VAR: Final = "BATCH_METRICS_THRESHOLDS"
 
 Signal = Literal["mean_duration_seconds", "success_rate"]
+TriggerSignal = Literal["tokens_per_run", "cost_usd_per_run"]
 
 
-class ThresholdsError(Exception):
+class ThresholdsError(UserError):
     """The thresholds file is missing or invalid (one line)."""
 
 
-class Bottleneck(BaseModel):
-    """One bottleneck rule: ``signal comparison threshold`` flags an operation."""
+class _Rule(BaseModel):
+    """``signal comparison threshold`` flags an operation; text templates use ``{operation}``."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    signal: Signal
     comparison: Literal[">", "<"]
     threshold: float
     for_: str = Field(default="5m", alias="for", pattern=r"^[0-9]+[smhdw]$")
@@ -42,11 +49,24 @@ class Bottleneck(BaseModel):
         return value > self.threshold if self.comparison == ">" else value < self.threshold
 
 
+class Bottleneck(_Rule):
+    """One bottleneck rule of the seed's trend analysis (mean duration, success rate)."""
+
+    signal: Signal
+
+
+class Trigger(_Rule):
+    """A decision-framework trigger Prometheus can watch (tokens or cost per operation run)."""
+
+    signal: TriggerSignal
+
+
 class Thresholds(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     window: str = Field(pattern=r"^[0-9]+[smhdw]$")
     bottlenecks: list[Bottleneck]
+    triggers: list[Trigger] = Field(default_factory=list)
     stalled_heartbeat_seconds: float = Field(gt=0)
 
 

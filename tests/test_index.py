@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter import index as index_module
+from exporter import archive as archive_module
 from exporter.archive import read_record_stat, write_record
 from exporter.index import ArchiveIndex, RecordFilter
 from exporter.model import BatchRecord
@@ -148,7 +148,7 @@ def test_a_second_process_reuses_the_index_without_reparsing(
         parsed.append(path)
         return read_record_stat(path)
 
-    monkeypatch.setattr(index_module, "read_record_stat", counting)
+    monkeypatch.setattr(archive_module, "read_record_stat", counting)
     with ArchiveIndex(archive) as idx:
         assert not idx.refresh().changed
         assert len(idx) == 5
