@@ -26,6 +26,7 @@ from typing import Final
 
 from pydantic import ValidationError
 
+from exporter.errors import UserError
 from exporter.model import (
     BatchRecord,
     check_batch_id,
@@ -37,25 +38,31 @@ from exporter.model import (
 __all__ = [
     "DEFAULT_ARCHIVE",
     "MAX_RECORD_BYTES",
+    "TEMP_PREFIX",
     "ArchiveError",
     "InvalidRecordFile",
     "LoadedRecord",
     "find_runs",
     "iter_archive",
     "list_record_files",
+    "read_bounded",
     "read_record",
     "read_record_stat",
     "record_path",
+    "replace_atomically",
     "write_record",
 ]
 
 DEFAULT_ARCHIVE: Final = Path(".ce/completed-batches")
 RECORD_GLOB: Final = "batch-*.json"
+# Temporary files of an atomic write; a writer killed mid-write leaves one behind, which no
+# reader mistakes for a record (the name does not match RECORD_GLOB) and `recover` removes.
+TEMP_PREFIX: Final = ".tmp-"
 # A record is a few kB; anything far larger is not one of ours and is refused unread.
 MAX_RECORD_BYTES: Final = 10 * 1024 * 1024
 
 
-class ArchiveError(Exception):
+class ArchiveError(UserError):
     """The archive could not be read or written (one clear line in ``str()``)."""
 
 
@@ -102,8 +109,19 @@ def read_record_stat(path: Path) -> tuple[BatchRecord, os.stat_result]:
 
     Symbolic links are refused (``O_NOFOLLOW``): a link could point outside the archive.
     """
+    data, st = read_bounded(path)
+    return _parse_bytes(path, data), st
+
+
+def read_bounded(path: Path, limit: int = MAX_RECORD_BYTES) -> tuple[bytes, os.stat_result]:
+    """The bytes of one regular file of at most ``limit`` bytes, and its stat.
+
+    Refuses, with InvalidRecordFile and a one-line reason, a symbolic link (``O_NOFOLLOW``: it
+    could point outside the archive), anything but a regular file (a FIFO would block), and a
+    file larger than ``limit``, which is judged by its size before a byte of it is read.
+    """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise InvalidRecordFile(path, "is a symbolic link (refused)") from exc
@@ -112,20 +130,24 @@ def read_record_stat(path: Path) -> tuple[BatchRecord, os.stat_result]:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise InvalidRecordFile(path, "is not a regular file")
-        if st.st_size > MAX_RECORD_BYTES:
-            raise InvalidRecordFile(path, f"larger than {MAX_RECORD_BYTES // (1024 * 1024)} MiB")
+        if st.st_size > limit:
+            raise InvalidRecordFile(path, f"larger than {_size(limit)}")
         with os.fdopen(fd, "rb", closefd=False) as handle:
-            data = handle.read(MAX_RECORD_BYTES + 1)
+            data = handle.read(limit + 1)
     except OSError as exc:
         raise InvalidRecordFile(path, f"cannot read: {exc.strerror or exc}") from exc
     finally:
         os.close(fd)
-    return _parse_bytes(path, data), st
+    if len(data) > limit:  # grew while being read
+        raise InvalidRecordFile(path, f"larger than {_size(limit)}")
+    return data, st
+
+
+def _size(limit: int) -> str:
+    return f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit} bytes"
 
 
 def _parse_bytes(path: Path, data: bytes) -> BatchRecord:
-    if len(data) > MAX_RECORD_BYTES:
-        raise InvalidRecordFile(path, f"larger than {MAX_RECORD_BYTES // (1024 * 1024)} MiB")
     if not data.strip():
         raise InvalidRecordFile(path, "empty file")
     try:
@@ -177,18 +199,38 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _write_temp(archive: Path, content: str) -> Path:
-    fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=archive)
+def _write_temp(directory: Path, content: str, *, durable: bool = True) -> Path:
+    fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".json", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(content)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
     except BaseException:
         with contextlib.suppress(OSError):
             Path(name).unlink()
         raise
     return Path(name)
+
+
+def replace_atomically(path: Path, content: str, *, durable: bool = True) -> None:
+    """Put ``content`` at ``path`` so that readers see the old file or the new one, never a mix.
+
+    The content goes to a temporary file beside ``path`` and is renamed over it. With
+    ``durable`` the file is fsynced before the rename and the directory after it, so the new
+    content survives a power loss once this returns; without, it survives the death of this
+    process (the kernel has it) but a power loss may leave the old file. Raises OSError.
+    """
+    tmp = _write_temp(path.parent, content, durable=durable)
+    try:
+        tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    if durable:
+        _fsync_dir(path.parent)
 
 
 def _same_run(path: Path, record: BatchRecord) -> bool:
@@ -204,11 +246,13 @@ def write_record(archive: Path, record: BatchRecord) -> Path:
 
     A first run takes the seed's name, claimed with a hard link so that two concurrent first
     runs cannot replace each other; a different run of the same batch and operation takes a
-    run-suffixed name; the same run (equal ``run_id``) replaces its own file.
+    run-suffixed name; the same run (equal ``run_id``) replaces its own file. Raises
+    InvalidBatchId (before touching the disk) for a batch id that is unsafe in a file name,
+    and ArchiveError when the file cannot be written.
     """
+    first = record_path(archive, record, first_run=True)  # checks the batch id before any I/O
     try:
         archive.mkdir(parents=True, exist_ok=True)
-        first = record_path(archive, record, first_run=True)
         content = dump_record(record)
         tmp = _write_temp(archive, content)
         try:

@@ -24,6 +24,7 @@ is :mod:`instrumentation.semconv`. Rules:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -269,7 +270,12 @@ def _token_usage(
             totals.output_tokens += counted[1]
             totals.cache_read_tokens += counted[2]
             cost = attrs.get(sc.ATTR_COST_USD)
-            if isinstance(cost, int | float) and not isinstance(cost, bool) and cost >= 0:
+            if (
+                isinstance(cost, int | float)
+                and not isinstance(cost, bool)
+                and math.isfinite(cost)
+                and cost >= 0
+            ):
                 totals.provider_usd += float(cost)
                 totals.provider_events += 1
             else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Annotated, Any, Final, Literal
 
@@ -111,9 +111,14 @@ def _parse_timestamp(value: Any) -> Any:
 
 
 Timestamp = Annotated[datetime, BeforeValidator(_parse_timestamp)]
-Count = Annotated[int, Field(ge=0)]
-Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Usd = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# Upper bounds keep absurd values out of the index (SQLite integers are 64-bit) and out of
+# date arithmetic: 2**53 is the largest count a JSON reader keeps exactly, 1e9 s is 31 years.
+MAX_COUNT: Final = 2**53
+MAX_SECONDS: Final = 1e9
+MAX_USD: Final = 1e12
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
+Usd = Annotated[float, Field(ge=0, le=MAX_USD, allow_inf_nan=False)]
 
 
 class _Model(BaseModel):
@@ -268,6 +273,15 @@ class BatchRecord(_Model):
         if value is not None and not math.isfinite(value):
             raise ValueError("duration_seconds must be finite")
         return value
+
+    @model_validator(mode="after")
+    def _ends_before_year_10000(self) -> BatchRecord:
+        if self.duration_seconds is not None:
+            try:
+                self.timestamp + timedelta(seconds=self.duration_seconds)
+            except OverflowError:
+                raise ValueError("timestamp + duration_seconds is after year 9999") from None
+        return self
 
     @property
     def end_timestamp(self) -> datetime | None:

@@ -7,10 +7,16 @@ the standard ``OTEL_*`` variables: it is on when ``otlp=True``, or when ``otlp``
 None and ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or its ``_TRACES_`` form) is set. Spans go through a
 BatchSpanProcessor and metrics through a PeriodicExportingMetricReader, both exporting in the
 background with bounded timeouts, so a collector that is down never blocks a batch.
+
+At start-up it also records, as ``crashed``, the batches of processes that died mid-run and
+left an in-flight marker in the archive (:func:`exporter.recovery.recover`; only the hidden
+``.inflight/`` directory is looked at, so this costs nothing when there is none). A failure
+there is logged and does not stop configure().
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -26,9 +32,10 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from exporter.archive import DEFAULT_ARCHIVE
+from exporter.archive import DEFAULT_ARCHIVE, ArchiveError
 from exporter.pricing import PricingTable
-from exporter.processor import ArchiveSpanProcessor
+from exporter.processor import DEFAULT_CHECKPOINT_SECONDS, ArchiveSpanProcessor
+from exporter.recovery import recover
 from instrumentation import semconv as sc
 
 __all__ = ["DEFAULT_SERVICE_NAME", "ConfigurationError", "Telemetry", "configure"]
@@ -38,6 +45,8 @@ DEFAULT_SERVICE_NAME: Final = "batch-metrics"
 # defaults (10 s per request with retries, 30 s per metric export) are long for a batch's exit.
 _OTLP_TIMEOUT_SECONDS: Final = 5.0
 _ENDPOINT_VARS: Final = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
+logger: Final = logging.getLogger("exporter")
 
 
 class ConfigurationError(Exception):
@@ -104,6 +113,17 @@ def _otlp_parts() -> tuple[BatchSpanProcessor, PeriodicExportingMetricReader]:
     return spans, reader
 
 
+def _recover_quietly(archive: Path) -> None:
+    """Record dead processes' batches; never fails configure() (the host must start)."""
+    try:
+        for action in recover(archive, temp_max_age=None):
+            logger.warning("batch-metrics: %s", action)
+    except (ArchiveError, OSError) as exc:
+        logger.error("batch-metrics: crash recovery at start-up failed: %s", exc)
+    except Exception:
+        logger.exception("batch-metrics: crash recovery at start-up failed")
+
+
 def duration_views() -> list[View]:
     """Views giving the duration histograms the project's buckets, whatever the SDK default."""
     aggregation = ExplicitBucketHistogramAggregation(boundaries=sc.DURATION_BUCKETS)
@@ -122,14 +142,19 @@ def configure(
     otlp: bool | None = None,
     set_global: bool = True,
     pricing: PricingTable | None = None,
+    checkpoint_interval: float | None = DEFAULT_CHECKPOINT_SECONDS,
+    recover_crashed: bool = True,
 ) -> Telemetry:
     """Set up tracing and metrics so that every batch run lands in ``archive_dir``.
 
     Pass your own ``tracer_provider`` to add the archive processor to it, or your own
     ``meter_provider`` (then ``metric_readers`` must be empty: a MeterProvider's readers are
     fixed when it is built). With ``set_global`` the providers become OpenTelemetry's global
-    ones, which ``instrumentation`` uses by default. Raises ConfigurationError for OTLP without
-    the ``otlp`` extra, or for readers given with a ready meter provider.
+    ones, which ``instrumentation`` uses by default. ``checkpoint_interval`` is the minimum
+    time between updates of a running batch's in-flight marker (None: no markers, no crash
+    recovery); ``recover_crashed`` records dead processes' batches now. Raises
+    ConfigurationError for OTLP without the ``otlp`` extra, or for readers given with a ready
+    meter provider.
     """
     if meter_provider is not None and metric_readers:
         raise ConfigurationError("metric_readers cannot be added to a given meter_provider")
@@ -150,7 +175,14 @@ def configure(
         tracer_provider = TracerProvider(resource=resource)
         owned.append(tracer_provider)
 
-    processor = ArchiveSpanProcessor(archive_dir, meter_provider=meter_provider, pricing=pricing)
+    if recover_crashed:
+        _recover_quietly(Path(archive_dir))
+    processor = ArchiveSpanProcessor(
+        archive_dir,
+        meter_provider=meter_provider,
+        pricing=pricing,
+        checkpoint_interval=checkpoint_interval,
+    )
     tracer_provider.add_span_processor(processor)
     if otlp_spans is not None:
         tracer_provider.add_span_processor(otlp_spans)

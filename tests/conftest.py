@@ -1,4 +1,4 @@
-"""Shared test fixtures: every test gets its own cache directory, so no index leaks between tests."""
+"""Shared fixtures: each test gets its own cache directory, so no index leaks between tests."""
 
 from __future__ import annotations
 

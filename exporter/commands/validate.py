@@ -68,8 +68,14 @@ def _check_file(path: Path) -> Finding:
 def check_paths(paths: list[Path]) -> list[Finding]:
     """Findings for every record file under ``paths``; CommandError(exit 2) if one is missing."""
     for path in paths:
-        if not path.exists() and not path.is_symlink():
-            raise CommandError(f"{path} does not exist", EXIT_MISSING)
+        try:
+            path.lstat()
+        except OSError as exc:  # absent, or a name the OS cannot even look up
+            shown = str(path) if len(str(path)) <= 80 else f"{str(path)[:77]}..."
+            reason = (
+                " does not exist" if isinstance(exc, FileNotFoundError) else f": {exc.strerror}"
+            )
+            raise CommandError(f"{shown}{reason}", EXIT_MISSING) from exc
     findings: list[Finding] = []
     for path in paths:
         files = list_record_files(path) if path.is_dir() else [path]
