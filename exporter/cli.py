@@ -25,6 +25,14 @@ PROG: Final = "batch-metrics"
 COMMANDS: Final[dict[str, tuple[str, str]]] = {
     "demo": ("exporter.commands.demo", "run a simulated batch through the real pipeline"),
     "validate": ("exporter.commands.validate", "check every record in an archive"),
+    "recover": ("exporter.commands.recover", "record batches whose process died; tidy the archive"),
+    "analyze": ("exporter.commands.analyze", "reconstruct records of past batches"),
+    "trends": ("exporter.commands.trends", "report durations, success rates and bottlenecks"),
+    "prioritize": ("exporter.commands.prioritize", "rank Phase-2 candidates against the archive"),
+    "serve": ("exporter.commands.serve", "expose the archive as Prometheus metrics over HTTP"),
+    "backfill": ("exporter.commands.backfill", "write the archive's history as OpenMetrics"),
+    "rules": ("exporter.commands.rules", "generate or check the Prometheus rule file"),
+    "stack": ("exporter.commands.stack", "run Prometheus, Alertmanager and serve on loopback"),
 }
 
 
@@ -75,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _load(args.command).run(args)
     except UserError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return int(getattr(exc, "exit_code", 1))
+        return exc.exit_code
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

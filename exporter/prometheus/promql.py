@@ -10,16 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from exporter.thresholds import Bottleneck, Thresholds
+from exporter.thresholds import Bottleneck, Thresholds, Trigger
 
 __all__ = [
     "HEARTBEAT_AGE_METRIC",
     "SIGNALS",
     "alert_expr",
+    "cost_usd_per_run",
     "mean_duration",
     "recorded_name",
     "stalled_task_expr",
     "success_rate",
+    "tokens_per_run",
 ]
 
 HEARTBEAT_AGE_METRIC: Final = "batch_task_heartbeat_age_seconds"
@@ -49,14 +51,33 @@ def success_rate(window: str | None) -> str:
     return f"{_sum_by_operation(successful)} / {_sum_by_operation(every)}"
 
 
+def _per_run(expr: str, window: str | None) -> str:
+    runs = _sum_by_operation(_over("batch_operations_total", window))
+    return f"{_sum_by_operation(_over(expr, window))} / {runs}"
+
+
+def tokens_per_run(window: str | None) -> str:
+    """Mean input + output tokens per operation run (decision-framework trigger)."""
+    return _per_run('batch_tokens_total{type=~"input|output"}', window)
+
+
+def cost_usd_per_run(window: str | None) -> str:
+    """Mean priced cost in USD per operation run (decision-framework trigger)."""
+    return _per_run("batch_cost_usd_total", window)
+
+
 SIGNALS: Final[dict[str, Callable[[str | None], str]]] = {
     "mean_duration_seconds": mean_duration,
     "success_rate": success_rate,
+    "tokens_per_run": tokens_per_run,
+    "cost_usd_per_run": cost_usd_per_run,
 }
 
 _RECORDED: Final = {
     "mean_duration_seconds": "operation:batch_operation_duration_seconds:mean{window}",
     "success_rate": "operation:batch_items:success_ratio{window}",
+    "tokens_per_run": "operation:batch_tokens:per_run{window}",
+    "cost_usd_per_run": "operation:batch_cost_usd:per_run{window}",
 }
 
 
@@ -65,7 +86,9 @@ def recorded_name(signal: str, window: str) -> str:
     return _RECORDED[signal].format(window=window)
 
 
-def alert_expr(bottleneck: Bottleneck, thresholds: Thresholds, *, recorded: bool = True) -> str:
+def alert_expr(
+    bottleneck: Bottleneck | Trigger, thresholds: Thresholds, *, recorded: bool = True
+) -> str:
     """The alert condition: the signal (recorded, or inline) compared with its threshold."""
     signal = (
         recorded_name(bottleneck.signal, thresholds.window)

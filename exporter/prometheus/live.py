@@ -1,0 +1,158 @@
+"""Live progress of running batches, read from the orchestrator's heartbeat files.
+
+LLM-agent orchestrators write ``{orchestration}/tasks/batch-{id}/task-{n}.hb`` (JSON: status,
+progress, tokens_used, elapsed_seconds, last_update) while a task runs, ``task-{n}.result.json``
+when it ends, and ``{orchestration}/batches/batch-{id}.result.json`` when the whole batch ends.
+:class:`HeartbeatCollector` exposes, for running tasks only (so labels stay bounded by what is
+running now, and a finished task's series go away):
+
+* ``batch_tasks_running{batch_id}``: tasks whose heartbeat says they run;
+* ``batch_task_heartbeat_age_seconds{batch_id, task}``: seconds since the task's last heartbeat
+  (``last_update``, else the file's mtime), which ``promql.stalled_task_expr`` alerts on;
+* ``batch_task_progress{batch_id, task}``: the task's reported progress, as written.
+
+A task runs when its heartbeat status is one of :data:`RUNNING_STATUSES` and it has no result
+file; a batch with a result file is skipped without listing its tasks. Unreadable heartbeat
+files are skipped (they are being rewritten, or are not ours).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from exporter.prometheus.promql import HEARTBEAT_AGE_METRIC
+
+__all__ = [
+    "DEFAULT_ORCHESTRATION_DIR",
+    "RUNNING_STATUSES",
+    "HeartbeatCollector",
+    "RunningTask",
+    "scan_running_tasks",
+]
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_ORCHESTRATION_DIR: Final = Path(".ce/orchestration")
+RUNNING_STATUSES: Final = frozenset({"running", "in_progress", "in-progress", "started"})
+_MAX_HEARTBEAT_BYTES: Final = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RunningTask:
+    batch_id: str
+    task: str
+    last_update: float  # epoch seconds
+    progress: float | None
+
+
+def _last_update(data: dict[str, Any], fallback: float) -> float:
+    value = data.get("last_update")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return fallback
+        if parsed.tzinfo is None:
+            parsed = parsed.astimezone()
+        return parsed.timestamp()
+    return fallback
+
+
+def _read_heartbeat(path: Path) -> tuple[dict[str, Any], float] | None:
+    try:
+        with path.open("rb") as handle:
+            mtime = os.fstat(handle.fileno()).st_mtime
+            data = json.loads(handle.read(_MAX_HEARTBEAT_BYTES))
+    except (OSError, ValueError):
+        return None
+    return (data, mtime) if isinstance(data, dict) else None
+
+
+def scan_running_tasks(orchestration: Path) -> list[RunningTask]:
+    """Every running task under ``orchestration``, sorted by batch id and task."""
+    tasks_dir = orchestration / "tasks"
+    batches_dir = orchestration / "batches"
+    found: list[RunningTask] = []
+    try:
+        batch_dirs = sorted(p for p in tasks_dir.iterdir() if p.name.startswith("batch-"))
+    except OSError:
+        return found
+    for batch_dir in batch_dirs:
+        batch_id = batch_dir.name.removeprefix("batch-")
+        if (batches_dir / f"{batch_dir.name}.result.json").exists():
+            continue
+        try:
+            heartbeats = sorted(batch_dir.glob("task-*.hb"))
+        except OSError:
+            continue
+        for hb in heartbeats:
+            task = hb.name.removesuffix(".hb")
+            if (batch_dir / f"{task}.result.json").exists():
+                continue
+            read = _read_heartbeat(hb)
+            if read is None:
+                continue
+            data, mtime = read
+            if str(data.get("status", "")).lower() not in RUNNING_STATUSES:
+                continue
+            progress = data.get("progress")
+            found.append(
+                RunningTask(
+                    batch_id,
+                    task,
+                    _last_update(data, mtime),
+                    float(progress) if isinstance(progress, int | float) else None,
+                )
+            )
+    return found
+
+
+class HeartbeatCollector(Collector):
+    """Running tasks and their heartbeat ages, read from the orchestration directory per scrape."""
+
+    def __init__(self, orchestration: Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.orchestration = Path(orchestration)
+        self._clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        tasks = scan_running_tasks(self.orchestration)
+        now = self._clock()
+        running = GaugeMetricFamily(
+            "batch_tasks_running",
+            "Tasks of a batch whose heartbeat says they are running.",
+            labels=["batch_id"],
+        )
+        age = GaugeMetricFamily(
+            HEARTBEAT_AGE_METRIC,
+            "Seconds since a running task's last heartbeat.",
+            labels=["batch_id", "task"],
+        )
+        progress = GaugeMetricFamily(
+            "batch_task_progress",
+            "Progress a running task reported in its heartbeat, as written.",
+            labels=["batch_id", "task"],
+        )
+        per_batch: dict[str, int] = {}
+        for t in tasks:
+            per_batch[t.batch_id] = per_batch.get(t.batch_id, 0) + 1
+            age.add_metric([t.batch_id, t.task], max(0.0, now - t.last_update))
+            if t.progress is not None:
+                progress.add_metric([t.batch_id, t.task], t.progress)
+        for batch_id, n in per_batch.items():
+            running.add_metric([batch_id], n)
+        yield running
+        yield age
+        yield progress

@@ -1,0 +1,266 @@
+"""How one archived run becomes Prometheus samples: the metric families and their contributions.
+
+Every archived record is one finished operation run, counted at its completion time (start plus
+duration). :func:`contributions` maps a :class:`~exporter.index.RecordSummary` onto increments of
+the design contract's counters, observations of its histograms and values of its timestamp
+gauges. The archive collector (``serve``), the Pushgateway path and ``backfill`` all use it, so
+they cannot disagree about what a record adds.
+
+Choices where the record leaves room (documented in docs/prometheus.md):
+
+* ``outcome`` of a run comes from its ``status`` (completed -> success, partial -> partial,
+  failed/crashed -> failure); a record without status gets the instrumentation's rule: success
+  when every item succeeded (also with no items), partial when some did, failure otherwise.
+* ``batch_items_total`` counts success, failure and partial items, plus ``outcome="unknown"``
+  for items of ``total_items`` that no count accounts for, so that the success rate in PromQL,
+  success over all items, has the same denominator as ``trends`` (``total_items``).
+* A run without ``duration_seconds`` is counted but not observed in the duration histogram (as
+  ``trends`` leaves it out of the mean); its completion time is its start.
+* Token counts come per model (``by_model``); a record with totals only is counted under
+  ``model="unknown"``. Cost is counted for priced models only (unpriced is not $0).
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from exporter.index import RecordSummary
+from instrumentation import semconv as sc
+
+__all__ = [
+    "BUCKETS",
+    "COST",
+    "DURATION",
+    "ERRORS",
+    "FAMILIES",
+    "ITEMS",
+    "LAST_COMPLETION",
+    "LAST_SUCCESS",
+    "NANO",
+    "OPERATIONS",
+    "STAGE_DURATION",
+    "TOKENS",
+    "UNKNOWN",
+    "Contribution",
+    "Family",
+    "bucket_index",
+    "contributions",
+    "operation_outcome",
+    "scaled",
+]
+
+Kind = Literal["counter", "histogram", "gauge"]
+LabelValues = tuple[str, ...]
+UNKNOWN: Final = "unknown"
+# Sums of seconds and dollars are kept as integer nanos: exact, so that adding and removing
+# records in any order, or rebuilding after a restart, gives bit-identical counters.
+NANO: Final = 1_000_000_000
+BUCKETS: Final = sc.DURATION_BUCKETS
+_LATEST_TIME: Final = 253402300800.0  # 10000-01-01T00:00:00Z
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One metric family of the contract. ``name`` is the exposed name without ``_total``."""
+
+    name: str
+    kind: Kind
+    help: str
+    labels: tuple[str, ...]
+    scale: int = 1  # stored integer units per exposed unit (NANO for seconds and dollars)
+
+
+_OP: Final = sc.LABEL_OPERATION
+DURATION: Final = Family(
+    "batch_operation_duration_seconds",
+    "histogram",
+    "Wall time of one batch operation run.",
+    (_OP, sc.LABEL_OUTCOME),
+    NANO,
+)
+OPERATIONS: Final = Family(
+    "batch_operations",
+    "counter",
+    "Batch operation runs finished, by outcome.",
+    (_OP, sc.LABEL_OUTCOME),
+)
+ITEMS: Final = Family(
+    "batch_items",
+    "counter",
+    "Work items finished, by outcome (unknown: items of total_items no count accounts for).",
+    (_OP, sc.LABEL_OUTCOME),
+)
+STAGE_DURATION: Final = Family(
+    "batch_stage_duration_seconds",
+    "histogram",
+    "Wall time of one stage of a batch operation.",
+    (_OP, sc.LABEL_STAGE),
+    NANO,
+)
+TOKENS: Final = Family(
+    "batch_tokens",
+    "counter",
+    "LLM tokens used, by type (input, output, cache_read) and model.",
+    (_OP, sc.LABEL_TYPE, sc.LABEL_MODEL),
+)
+COST: Final = Family(
+    "batch_cost_usd",
+    "counter",
+    "Cost in US dollars of priced models (unpriced models are not counted).",
+    (_OP, sc.LABEL_MODEL),
+    NANO,
+)
+ERRORS: Final = Family(
+    "batch_errors",
+    "counter",
+    "Errors of items, stages and operation runs, by error type.",
+    (_OP, sc.LABEL_ERROR_TYPE),
+)
+LAST_COMPLETION: Final = Family(
+    "batch_last_completion_timestamp_seconds",
+    "gauge",
+    "Unix time at which an operation run last finished, by outcome.",
+    (_OP, sc.LABEL_OUTCOME),
+)
+LAST_SUCCESS: Final = Family(
+    "batch_last_success_timestamp_seconds",
+    "gauge",
+    "Unix time at which an operation run last finished successfully.",
+    (_OP,),
+)
+FAMILIES: Final[tuple[Family, ...]] = (
+    DURATION,
+    OPERATIONS,
+    ITEMS,
+    STAGE_DURATION,
+    TOKENS,
+    COST,
+    ERRORS,
+    LAST_COMPLETION,
+    LAST_SUCCESS,
+)
+
+_STATUS_OUTCOME: Final = {
+    "completed": "success",
+    "partial": "partial",
+    "failed": "failure",
+    "crashed": "failure",
+}
+
+
+def operation_outcome(s: RecordSummary) -> str:
+    """The ``outcome`` label of a run: from its status, else from its item counts."""
+    if s.status is not None:
+        return _STATUS_OUTCOME[s.status]
+    success = s.success_count or 0
+    counted = success + (s.failure_count or 0) + (s.partial_count or 0)
+    total = max(s.total_items or 0, counted)
+    if success == total:
+        return "success"
+    return "partial" if success or s.partial_count else "failure"
+
+
+def bucket_index(value: float) -> int:
+    """Index of the first bucket whose upper bound ``le`` holds ``value`` (len(BUCKETS): +Inf)."""
+    return bisect_left(BUCKETS, value)
+
+
+def _label(value: str) -> str:
+    return value[: sc.MAX_LABEL_LENGTH]
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """What one record adds: counter increments, histogram observations, gauge candidates.
+
+    Counter increments are integers in the family's ``scale``; an observation carries its value
+    and that value in the family's scale; gauge values are the completion time, of which each
+    series keeps the maximum.
+    """
+
+    time: float
+    counters: tuple[tuple[Family, LabelValues, int], ...]
+    observations: tuple[tuple[Family, LabelValues, float, int], ...]
+    gauges: tuple[tuple[Family, LabelValues, float], ...]
+
+
+def scaled(value: float, scale: int) -> int:
+    """``value`` in integer units of ``1 / scale``; ValueError when it cannot be represented."""
+    product = value * scale
+    if not math.isfinite(product):
+        raise ValueError(f"value {value!r} is too large to count")
+    return round(product)
+
+
+def _items(s: RecordSummary) -> Iterator[tuple[Family, LabelValues, int]]:
+    counts = (
+        ("success", s.success_count or 0),
+        ("failure", s.failure_count or 0),
+        ("partial", s.partial_count or 0),
+    )
+    for item_outcome, n in counts:
+        if n:
+            yield ITEMS, (s.operation, item_outcome), n
+    unaccounted = (s.total_items or 0) - sum(n for _, n in counts)
+    if unaccounted > 0:
+        yield ITEMS, (s.operation, UNKNOWN), unaccounted
+
+
+def _usage(s: RecordSummary) -> Iterator[tuple[Family, LabelValues, int]]:
+    op = s.operation
+    if not s.models:  # totals only: the model is not known
+        for token_type, maybe in (("input", s.input_tokens), ("output", s.output_tokens)):
+            if maybe:
+                yield TOKENS, (op, token_type, UNKNOWN), maybe
+        if s.estimated_cost:
+            yield COST, (op, UNKNOWN), scaled(s.estimated_cost, NANO)
+        return
+    for m in s.models:
+        model = _label(m.model)
+        for token_type, n in (
+            ("input", m.input_tokens),
+            ("output", m.output_tokens),
+            ("cache_read", m.cache_read_tokens),
+        ):
+            if n:
+                yield TOKENS, (op, token_type, model), n
+        if m.cost_usd:
+            yield COST, (op, model), round(m.cost_usd * NANO)
+
+
+def _counters(s: RecordSummary, outcome: str) -> Iterator[tuple[Family, LabelValues, int]]:
+    yield OPERATIONS, (s.operation, outcome), 1
+    yield from _items(s)
+    yield from _usage(s)
+    for error_type in s.error_types:
+        yield ERRORS, (s.operation, _label(error_type)), 1
+
+
+def contributions(s: RecordSummary) -> Contribution:
+    """Everything record ``s`` adds to the metrics, at its completion time.
+
+    Raises ValueError for a record whose figures cannot be counted (a duration or cost so large
+    that it has no finite value in nano-units, a completion time past any clock).
+    """
+    outcome = operation_outcome(s)
+    op = s.operation
+    observations: list[tuple[Family, LabelValues, float, int]] = []
+    if s.duration_seconds is not None:
+        d = s.duration_seconds
+        observations.append((DURATION, (op, outcome), d, scaled(d, DURATION.scale)))
+    for st in s.stage_durations:
+        if st.duration_seconds is not None:
+            stage = UNKNOWN if st.stage is None else str(st.stage)
+            d = st.duration_seconds
+            observations.append((STAGE_DURATION, (op, stage), d, scaled(d, STAGE_DURATION.scale)))
+    end = s.end_timestamp
+    if not end < _LATEST_TIME:
+        raise ValueError(f"completion time {end!r} is past the year 9999")
+    gauges: list[tuple[Family, LabelValues, float]] = [(LAST_COMPLETION, (op, outcome), end)]
+    if outcome == "success":
+        gauges.append((LAST_SUCCESS, (op,), end))
+    return Contribution(end, tuple(_counters(s, outcome)), tuple(observations), tuple(gauges))
