@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The batch-metrics exporter (`batch-metrics serve`): a small, non-root image that reads an
-# orchestrator's .ce/ directory (mounted read-only at /data/ce) and serves /metrics on :9464.
+# orchestrator's .ce/ directory (mounted read-only at /data/ce) and serves /metrics on :9477.
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
@@ -25,8 +25,8 @@ ENV PATH=/opt/batch-metrics/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     XDG_CACHE_HOME=/var/cache
 USER 10001:10001
-EXPOSE 9464
+EXPOSE 9477
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:9464/health', timeout=4).status != 200)"]
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:9477/health', timeout=4).status != 200)"]
 ENTRYPOINT ["batch-metrics"]
-CMD ["serve", "--archive", "/data/ce/completed-batches", "--orchestration-dir", "/data/ce/orchestration", "--bind", "0.0.0.0", "--port", "9464"]
+CMD ["serve", "--archive", "/data/ce/completed-batches", "--orchestration-dir", "/data/ce/orchestration", "--bind", "0.0.0.0", "--port", "9477"]

@@ -4,7 +4,7 @@ as local processes on loopback, with the configuration docker-compose.yml uses.
 The configuration is the repository's own: ``prometheus/prometheus.yml`` and its rule files,
 ``alertmanager/alertmanager.yml``. Only what differs between a compose network and one machine
 is rewritten, in a copy under the state directory: the compose service names in scrape and
-Alertmanager targets (``exporter:9464``) become ``127.0.0.1:<port>``, rule file paths become
+Alertmanager targets (``exporter:9477``) become ``127.0.0.1:<port>``, rule file paths become
 absolute, and, when asked, the scrape / evaluation intervals and the alerts' ``for`` are
 shortened (for demos and tests; the defaults are the committed values). Grafana is not part
 of it: point any Grafana at the Prometheus URL and import ``grafana/``.
@@ -48,7 +48,7 @@ DEFAULT_PORTS: Final[dict[str, int]] = {
     "prometheus": 9090,
     "alertmanager": 9093,
     "pushgateway": 9091,
-    "exporter": 9464,
+    "exporter": 9477,
 }
 # Binary names: the Debian package's first, upstream's second.
 BINARIES: Final[dict[str, tuple[str, ...]]] = {

@@ -37,7 +37,7 @@ ALL_SERVICES = {
 NO_HEALTHCHECK = {"otel-collector"}  # scratch image: nothing to run a probe with
 IMAGE_HEALTHCHECK = {"exporter"}  # HEALTHCHECK in our Dockerfile
 STATEFUL = {"prometheus", "alertmanager", "pushgateway", "grafana", "tempo"}
-EXPORTER_PORT = 9464
+EXPORTER_PORT = 9477
 
 
 def compose_binary() -> Path:

@@ -93,9 +93,9 @@ def test_prometheus_targets_are_compose_services_on_their_ports() -> None:
 
 def test_exporter_serves_on_the_port_prometheus_scrapes() -> None:
     compose = load(ROOT / "docker-compose.yml")["services"]["exporter"]
-    assert "--port=9464" in compose["command"]
-    assert compose_service_ports()["exporter"] == 9464
-    assert re.search(r"^EXPOSE 9464$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert "--port=9477" in compose["command"]
+    assert compose_service_ports()["exporter"] == 9477
+    assert re.search(r"^EXPOSE 9477$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
 
 
 def test_collector_pipeline_sends_traces_to_tempo() -> None:
