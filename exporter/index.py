@@ -394,8 +394,8 @@ class ArchiveIndex:
                 to_read = [n for n, st in stats.items() if known.get(n) != st]
             else:
                 names = self._list_names() if dir_mtime != -1 else set()
-                to_read = [n for n in names if n not in known]
-            gone = [n for n in known if n not in names]
+                to_read = list(names - known.keys())
+            gone = list(known.keys() - names)
             result = self._apply(to_read, gone, len(names), started, dir_mtime)
             self._dir_mtime_ns = dir_mtime
             if result.changed:
@@ -415,10 +415,12 @@ class ArchiveIndex:
         return found
 
     def _list_names(self) -> set[str]:
-        with os.scandir(self.archive) as entries:
-            return {
-                e.name for e in entries if e.name.startswith("batch-") and e.name.endswith(".json")
-            }
+        # listdir is ~4x faster than scandir here: no DirEntry objects for 100k names (PTH208)
+        return {
+            n
+            for n in os.listdir(self.archive)  # noqa: PTH208
+            if n.startswith("batch-") and n.endswith(".json")
+        }
 
     def _stat(self, name: str) -> tuple[int, int] | None:
         try:

@@ -1,15 +1,17 @@
 """The one definition of the figures every report, rule and dashboard must agree on.
 
 * **Item success rate** of an operation: ``sum(success_count) / sum(total_items)`` over its
-  runs, as the seed's ``trend-analysis.py`` computes it. An operation whose runs record no
-  items has *no data* (``None``), not a 0 % rate (the seed reports 0 %, and flags it).
+  runs, as the seed's ``trend-analysis.py`` computes it. A run that counts items by outcome but
+  has no ``total_items`` (the seed's script fails on it) contributes the items it counted. An
+  operation whose runs record no items has *no data* (``None``), not a 0 % rate (the seed
+  reports 0 %, and flags it).
 * **Duration statistics** of an operation: over the runs that recorded a
   ``duration_seconds``. A run without a duration is left out (the seed counts it as 0 s,
   which drags the mean and the minimum down with a value nobody measured).
 * Every archived run counts once: a retried or resumed batch contributes each of its runs.
 
 Both are given twice, as Python over values and as SQL over the archive index's ``files``
-table (alias ``f``); ``tests/test_trends_stats.py`` proves the two agree. The Prometheus rules
+table (alias ``f``); ``tests/test_trends.py`` proves the two agree. The Prometheus rules
 express the same definitions in PromQL.
 """
 
@@ -23,6 +25,7 @@ from typing import Final
 __all__ = [
     "SQL_DURATION_AGGREGATES",
     "SQL_ITEM_AGGREGATES",
+    "SQL_RUN_TOTAL",
     "DurationStats",
     "ItemCounts",
     "duration_stats",
@@ -35,9 +38,15 @@ SQL_DURATION_AGGREGATES: Final = (
     "COUNT(f.duration_seconds), AVG(f.duration_seconds), "
     "MIN(f.duration_seconds), MAX(f.duration_seconds)"
 )
-# total, success, failure, partial items (a run without counts contributes 0).
+# total, success, failure, partial items (a run without counts contributes 0). A run's total is
+# total_items, or the items it counted when total_items is missing (the model guarantees the
+# counts never exceed total_items), as exporter.prometheus.series counts them.
+SQL_RUN_TOTAL: Final = (
+    "MAX(COALESCE(f.total_items, 0), COALESCE(f.success_count, 0) "
+    "+ COALESCE(f.failure_count, 0) + COALESCE(f.partial_count, 0))"
+)
 SQL_ITEM_AGGREGATES: Final = (
-    "COALESCE(SUM(f.total_items), 0), COALESCE(SUM(f.success_count), 0), "
+    f"COALESCE(SUM({SQL_RUN_TOTAL}), 0), COALESCE(SUM(f.success_count), 0), "
     "COALESCE(SUM(f.failure_count), 0), COALESCE(SUM(f.partial_count), 0)"
 )
 

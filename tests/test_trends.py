@@ -170,3 +170,27 @@ def test_rescan_catches_a_file_rewritten_in_place(tmp_path: Path, capsys, monkey
     assert main(["trends", "--format", "json", "--no-save", "--rescan"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["operations"]["execute"]["durations"]["mean"] == 300.0
+
+
+def test_a_run_without_total_items_counts_the_items_it_counted(tmp_path: Path):
+    """trends and the Prometheus series agree on the denominator of the success rate."""
+    from exporter.prometheus.series import ITEMS, contributions
+
+    archive = tmp_path / "a"
+    counted_only = run("1", "execute", 0, 60.0, (4, 3, 1)).model_copy(
+        update={"metrics": Metrics(success_count=3, failure_count=1)}
+    )
+    write_record(archive, counted_only)
+    write_record(archive, run("2", "execute", 1, 60.0, (6, 5, 0)))  # one item unaccounted
+    report = report_of(archive, tmp_path)
+    assert report.operations["execute"].success_rate == 8 / 10
+
+    with ArchiveIndex(archive, tmp_path / "ix.sqlite") as index:
+        items = [
+            (labels, n)
+            for s in index.summaries()
+            for family, labels, n in contributions(s).counters
+            if family is ITEMS
+        ]
+    success = sum(n for (_, outcome), n in items if outcome == "success")
+    assert (success, sum(n for _, n in items)) == (8, 10)
