@@ -14,13 +14,17 @@ and the Prometheus exporter read. The index notices changes by file name, size a
 The index lives in the user's cache directory (see :func:`default_index_path`), or in memory
 when that is not writable; the archive itself is only read, so it may be mounted read-only.
 
-Tables, for aggregate queries through :meth:`ArchiveIndex.select` (every child row's ``name`` is
-its record's file name; invalid files have a ``files`` row with ``invalid_reason`` set):
+Tables, for aggregate queries through :meth:`ArchiveIndex.select` (every child row's ``file_id``
+is its record's ``files.id``; invalid files have a ``files`` row with ``invalid_reason`` set):
 
-* ``files(name, size, mtime_ns, invalid_reason, <the scalar fields of RecordSummary>, nested)``
-* ``models(name, model, input_tokens, output_tokens, cache_read_tokens, cost_usd, cost_source)``
-* ``stages(name, stage, duration_seconds, items)``
-* ``errors(name, error_type)``
+* ``files(id, name, size, mtime_ns, invalid_reason, <the scalar fields of RecordSummary>,
+  nested)``
+* ``models(file_id, model, input_tokens, output_tokens, cache_read_tokens, cost_usd,
+  cost_source)``
+* ``stages(file_id, stage, duration_seconds, items)``
+* ``errors(file_id, error_type)``
+
+Join a child table with ``JOIN files f ON f.id = m.file_id``.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 ENV_INDEX: Final = "BATCH_METRICS_INDEX"
-_FORMAT_VERSION: Final = 2  # bump when RecordSummary or the tables change
+_FORMAT_VERSION: Final = 3  # bump when RecordSummary or the tables change
 
 
 class ModelTokens(NamedTuple):
@@ -221,7 +225,8 @@ def _column_type(column: str) -> str:
 _SCHEMA: Final = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
-    name TEXT PRIMARY KEY,
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     invalid_reason TEXT,
@@ -230,17 +235,17 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_by_time ON files (timestamp);
 CREATE TABLE IF NOT EXISTS models (
-    name TEXT NOT NULL, model TEXT NOT NULL, input_tokens INTEGER NOT NULL,
+    file_id INTEGER NOT NULL, model TEXT NOT NULL, input_tokens INTEGER NOT NULL,
     output_tokens INTEGER NOT NULL, cache_read_tokens INTEGER NOT NULL, cost_usd REAL,
     cost_source TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS models_by_name ON models (name);
+CREATE INDEX IF NOT EXISTS models_by_file ON models (file_id);
 CREATE TABLE IF NOT EXISTS stages (
-    name TEXT NOT NULL, stage INTEGER, duration_seconds REAL, items INTEGER NOT NULL
+    file_id INTEGER NOT NULL, stage INTEGER, duration_seconds REAL, items INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS stages_by_name ON stages (name);
-CREATE TABLE IF NOT EXISTS errors (name TEXT NOT NULL, error_type TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS errors_by_name ON errors (name);
+CREATE INDEX IF NOT EXISTS stages_by_file ON stages (file_id);
+CREATE TABLE IF NOT EXISTS errors (file_id INTEGER NOT NULL, error_type TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS errors_by_file ON errors (file_id);
 """
 _CHILD_TABLES: Final = ("models", "stages", "errors")
 
@@ -252,9 +257,9 @@ _SELECT_ONE: Final = (
     "WHERE name=? AND invalid_reason IS NULL"
 )
 _SELECT_MANY: Final = f"SELECT name, {_COLUMNS}, nested FROM files f WHERE "  # noqa: S608
-_PLACEHOLDERS: Final = ", ".join("?" * (len(_SCALARS) + 5))
-_UPSERT: Final = (
-    "INSERT OR REPLACE INTO files (name, size, mtime_ns, invalid_reason, "  # noqa: S608
+_PLACEHOLDERS: Final = ", ".join("?" * (len(_SCALARS) + 6))
+_INSERT: Final = (
+    "INSERT INTO files (id, name, size, mtime_ns, invalid_reason, "  # noqa: S608
     f"{_COLUMNS}, nested) VALUES ({_PLACEHOLDERS})"
 )
 
@@ -335,17 +340,21 @@ class ArchiveIndex:
         db = sqlite3.connect(target, timeout=30.0, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(_SCHEMA)
+        db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         row = db.execute("SELECT value FROM meta WHERE key='format'").fetchone()
         if row is None or row[0] != str(_FORMAT_VERSION):
-            for table in ("files", *_CHILD_TABLES):  # an older layout: recreate the tables
-                db.execute(f"DROP TABLE {table}")
-            db.execute("DELETE FROM meta")  # including what the last refresh saw
-            db.executescript(_SCHEMA)
-            db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('format', ?)",
-                (str(_FORMAT_VERSION),),
-            )
+            # a new file, or one of an older layout: (re)create the tables
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT value FROM meta WHERE key='format'").fetchone()
+            if row is None or row[0] != str(_FORMAT_VERSION):  # nobody else did it meanwhile
+                for table in ("files", *_CHILD_TABLES):
+                    db.execute(f"DROP TABLE IF EXISTS {table}")
+                db.execute("DELETE FROM meta")  # including what the last refresh saw
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('format', ?)", (str(_FORMAT_VERSION),)
+                )
+            db.execute("COMMIT")
+        db.executescript(_SCHEMA)
         db.execute("SELECT count(*) FROM files").fetchone()  # fails early on a corrupt file
         return db
 
@@ -463,32 +472,43 @@ class ArchiveIndex:
         db.execute("BEGIN IMMEDIATE")
         try:
             removed = self._get_many(replaced)
-            for table in ("files", *_CHILD_TABLES):
+            # Everything about these names goes, also rows another process indexed meanwhile.
+            dropped = [(n,) for n in (*gone, *vanished, *stored)]
+            for table in _CHILD_TABLES:
                 db.executemany(
-                    f"DELETE FROM {table} WHERE name=?",  # noqa: S608 (constant table names)
-                    [(n,) for n in replaced],
+                    f"DELETE FROM {table} WHERE file_id IN "  # noqa: S608 (constant table names)
+                    "(SELECT id FROM files WHERE name=?)",
+                    dropped,
                 )
+            db.executemany("DELETE FROM files WHERE name=?", dropped)
+            # Ids are assigned here, under the write lock, so child rows can refer to them.
+            (next_id,) = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM files").fetchone()
+            ids = {name: next_id + i for i, name in enumerate(stored)}
             db.executemany(
-                _UPSERT,
+                _INSERT,
                 [
-                    (n, *stored[n], reason, *[None] * len(_SCALARS), None)
+                    (ids[n], n, *stored[n], reason, *[None] * len(_SCALARS), None)
                     for n, reason in newly_invalid.items()
                 ],
             )
             db.executemany(
-                _UPSERT, [(a.file, *stored[a.file], None, *a[1:-3], _nested_json(a)) for a in added]
+                _INSERT,
+                [
+                    (ids[a.file], a.file, *stored[a.file], None, *a[1:-3], _nested_json(a))
+                    for a in added
+                ],
             )
             db.executemany(
                 "INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(a.file, *m) for a in added for m in a.models],
+                [(ids[a.file], *m) for a in added for m in a.models],
             )
             db.executemany(
                 "INSERT INTO stages VALUES (?, ?, ?, ?)",
-                [(a.file, *x) for a in added for x in a.stage_durations],
+                [(ids[a.file], *x) for a in added for x in a.stage_durations],
             )
             db.executemany(
                 "INSERT INTO errors VALUES (?, ?)",
-                [(a.file, e) for a in added for e in a.error_types],
+                [(ids[a.file], e) for a in added for e in a.error_types],
             )
             db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('dir_mtime_ns', ?)",

@@ -215,19 +215,19 @@ _DURATIONS_SQL: Final = (
 _MODELS_SQL: Final = """
 SELECT f.operation, m.model, COUNT(*), SUM(m.input_tokens), SUM(m.output_tokens),
        SUM(m.cache_read_tokens), SUM(m.cost_usd), SUM(m.cost_usd IS NULL)
-FROM models m JOIN files f ON f.name = m.name WHERE {where}
+FROM models m JOIN files f ON f.id = m.file_id WHERE {where}
 GROUP BY f.operation, m.model
 """
 
 _ERRORS_SQL: Final = """
 SELECT e.error_type, f.operation, COUNT(*)
-FROM errors e JOIN files f ON f.name = e.name WHERE {where}
+FROM errors e JOIN files f ON f.id = e.file_id WHERE {where}
 GROUP BY e.error_type, f.operation
 """
 
 _STAGES_SQL: Final = """
 SELECT f.operation, s.stage, COUNT(s.duration_seconds), SUM(s.duration_seconds)
-FROM stages s JOIN files f ON f.name = s.name WHERE {where} AND s.duration_seconds IS NOT NULL
+FROM stages s JOIN files f ON f.id = s.file_id WHERE {where} AND s.duration_seconds IS NOT NULL
 GROUP BY f.operation, s.stage
 """
 

@@ -181,13 +181,13 @@ def test_select_aggregates_with_filters(archive: Path) -> None:
         )
         assert rows == [("execute", 6, 7), ("review", 3, 5)]
         errors = idx.select(
-            "SELECT e.error_type, count(*) FROM files f JOIN errors e ON e.name = f.name "
+            "SELECT e.error_type, count(*) FROM files f JOIN errors e ON e.file_id = f.id "
             "WHERE {where} GROUP BY e.error_type",
             where=RecordFilter(operation="review"),
         )
         assert errors == [("TimeoutError", 2)]
         tokens = idx.select(
-            "SELECT m.model, sum(m.input_tokens) FROM files f JOIN models m ON m.name = f.name "
+            "SELECT m.model, sum(m.input_tokens) FROM files f JOIN models m ON m.file_id = f.id "
             "WHERE {where} GROUP BY m.model",
             where=RecordFilter(recent=2),
         )
@@ -255,4 +255,7 @@ def test_concurrent_refreshes_of_one_index_file_agree(archive: Path, tmp_path: P
     assert errors == []
     for idx in indexes:
         assert len(idx) == 40
+        # however the refreshes interleaved, each record has exactly its own child rows
+        assert idx.select("SELECT count(*) FROM models") == [(40,)]
+        assert idx.select("SELECT count(*) FROM errors") == [(40,)]
         idx.close()
