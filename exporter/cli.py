@@ -61,8 +61,16 @@ def _build_parser(selected: str | None) -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         if name == selected:
-            _load(name).add_arguments(command_parser)
+            command = _load(name)
+            command_parser.description = _description(command) or command_parser.description
+            command.add_arguments(command_parser)
     return parser
+
+
+def _description(command: _Command) -> str | None:
+    """A command module's docstring after its first paragraph: its --help description."""
+    parts = (getattr(command, "__doc__", None) or "").split("\n\n", 1)
+    return parts[1].strip() if len(parts) > 1 else None
 
 
 def _selected_command(argv: Sequence[str]) -> str | None:

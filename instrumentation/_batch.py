@@ -24,9 +24,10 @@ from instrumentation._spans import (
     tracer_for,
 )
 from instrumentation._state import BatchState, Scope, enter, leave
+from instrumentation._sync_async import SyncAndAsyncContext
 
 
-class Batch:
+class Batch(SyncAndAsyncContext):
     """One batch operation run, used as ``with`` or ``async with``; see :func:`batch`."""
 
     __slots__ = (
@@ -101,17 +102,6 @@ class Batch:
             self._finish(exc)
         except Exception as error:
             report_internal_error("batch end", error)
-
-    async def __aenter__(self) -> Self:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, traceback)
 
     def _start(self) -> None:
         attributes: dict[str, AttributeValue] = {

@@ -18,6 +18,7 @@ from instrumentation import semconv
 from instrumentation._guard import logger, report_internal_error
 from instrumentation._spans import activate, deactivate, end_scope_span, start_span
 from instrumentation._state import CURRENT, Scope, StageState, enter, leave
+from instrumentation._sync_async import SyncAndAsyncContext
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -73,7 +74,7 @@ def _close(opened: _Open | None, exc: BaseException | None) -> None:
         report_internal_error("stage end", error)
 
 
-class traced_stage:  # lower case: it is used like a function, as a decorator
+class traced_stage(SyncAndAsyncContext):  # lower case: it is used like a function, as a decorator
     """One stage of the current batch: ``@traced_stage(2)`` on a function, or ``with stage(2):``.
 
     Opens the span ``batch.stage {stage}`` (attributes ``batch.span.kind="stage"``,
@@ -140,17 +141,6 @@ class traced_stage:  # lower case: it is used like a function, as a decorator
         traceback: TracebackType | None,
     ) -> None:
         _close(self._active.pop() if self._active else None, exc)
-
-    async def __aenter__(self) -> Self:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, traceback)
 
 
 stage = traced_stage

@@ -37,7 +37,6 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = (__doc__ or "").split("\n\n", 1)[1].strip()
     parser.epilog = _EPILOG
     parser.add_argument("--batch", required=True, metavar="ID", help="batch id, e.g. 47")
     parser.add_argument(

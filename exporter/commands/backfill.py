@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from exporter.archive import DEFAULT_ARCHIVE
+from exporter.commands._options import add_archive_option
 from exporter.errors import CommandError
 from exporter.index import ArchiveIndex
 from exporter.prometheus.backfill import (
@@ -54,13 +54,7 @@ def _limit(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = (__doc__ or "").split("\n\n", 1)[1].strip()
-    parser.add_argument(
-        "--archive",
-        type=Path,
-        default=DEFAULT_ARCHIVE,
-        help="archive directory (default: %(default)s)",
-    )
+    add_archive_option(parser)
     parser.add_argument(
         "--output",
         "-o",

@@ -52,7 +52,6 @@ class _Plan:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = (__doc__ or "").split("\n\n", 1)[1].strip()
     parser.epilog = "example:\n  batch-metrics demo --seed 7 --archive .ce/completed-batches"
     parser.add_argument(
         "--archive",

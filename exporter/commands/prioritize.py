@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Final
 
-from exporter.archive import DEFAULT_ARCHIVE
+from exporter.commands._options import add_archive_option
 from exporter.errors import CommandError
 from exporter.index import RecordFilter
 from exporter.prioritize import CandidatesError, load_framework, measure_signals, rank, render_plan
@@ -31,14 +31,8 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = (__doc__ or "").split("\n\n", 1)[1].strip()
     parser.epilog = _EPILOG
-    parser.add_argument(
-        "--archive",
-        type=Path,
-        default=DEFAULT_ARCHIVE,
-        help=f"archive directory (default: {DEFAULT_ARCHIVE})",
-    )
+    add_archive_option(parser)
     parser.add_argument(
         "--candidates", type=Path, metavar="PATH", help="candidates file (default: built-in)"
     )

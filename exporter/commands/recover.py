@@ -17,7 +17,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from exporter.archive import DEFAULT_ARCHIVE
+from exporter.commands._options import add_archive_option
 from exporter.errors import CommandError
 from exporter.recovery import DEFAULT_STALE_AFTER, DEFAULT_TEMP_MAX_AGE, recover
 
@@ -37,17 +37,11 @@ def _non_negative(value: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = (__doc__ or "").split("\n\n", 1)[1].strip()
     parser.epilog = (
         "examples:\n  batch-metrics recover\n"
         "  batch-metrics recover --archive /data/completed-batches --dry-run"
     )
-    parser.add_argument(
-        "--archive",
-        type=Path,
-        default=DEFAULT_ARCHIVE,
-        help=f"archive directory (default: {DEFAULT_ARCHIVE})",
-    )
+    add_archive_option(parser)
     parser.add_argument(
         "--stale-after",
         type=_non_negative,

@@ -22,7 +22,6 @@ DEFAULT_RULES_FILE: Final = Path("prometheus/rules/batch-metrics.rules.yml")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = (__doc__ or "").split("\n\n", 1)[1].strip()
     parser.epilog = (
         "examples:\n"
         f"  batch-metrics rules --output {DEFAULT_RULES_FILE}\n"

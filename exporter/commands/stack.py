@@ -45,7 +45,6 @@ def _default_state_dir() -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = (__doc__ or "").split("\n\n", 1)[1].strip()
     parser.epilog = (
         "examples:\n"
         "  batch-metrics stack --ce-dir ~/project/.ce\n"

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from exporter.archive import DEFAULT_ARCHIVE
+from exporter.commands._options import add_archive_option
 from exporter.errors import CommandError
 from exporter.index import RecordFilter
 from exporter.reporting import open_index, warn_invalid, write_text_atomic
@@ -38,7 +38,6 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = (__doc__ or "").split("\n\n", 1)[1].strip()
     parser.epilog = _EPILOG
     which = parser.add_mutually_exclusive_group()
     which.add_argument(
@@ -49,12 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--since", metavar="WHEN", help="runs that started after WHEN: 7d, 12h, 2w or an ISO date"
     )
     parser.add_argument("--operation", choices=OPERATIONS, help="one operation only")
-    parser.add_argument(
-        "--archive",
-        type=Path,
-        default=DEFAULT_ARCHIVE,
-        help=f"archive directory (default: {DEFAULT_ARCHIVE})",
-    )
+    add_archive_option(parser)
     parser.add_argument(
         "--format",
         choices=("markdown", "json"),

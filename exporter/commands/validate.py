@@ -34,7 +34,6 @@ class Finding:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = (__doc__ or "").split("\n\n", 1)[1].strip()
     parser.epilog = (
         "examples:\n  batch-metrics validate\n"
         "  batch-metrics validate .ce/completed-batches/batch-47-execute.json --json"
