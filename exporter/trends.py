@@ -36,9 +36,7 @@ from instrumentation.semconv import OPERATIONS
 __all__ = [
     "BottleneckFinding",
     "CostFigures",
-    "DurationFigures",
     "ErrorTypeFigures",
-    "ItemFigures",
     "ModelFigures",
     "OperationTrend",
     "ParallelFigures",
@@ -55,35 +53,6 @@ __all__ = [
 
 class _Out(BaseModel):
     model_config = ConfigDict(frozen=True)
-
-
-class DurationFigures(_Out):
-    """Seconds, over the runs that recorded a duration (see :mod:`exporter.stats`)."""
-
-    count: int
-    mean: float
-    median: float
-    min: float
-    max: float
-    p95: float
-
-    @classmethod
-    def of(cls, stats: DurationStats) -> DurationFigures:
-        return cls(
-            count=stats.count,
-            mean=stats.mean,
-            median=stats.median,
-            min=stats.min,
-            max=stats.max,
-            p95=stats.p95,
-        )
-
-
-class ItemFigures(_Out):
-    total: int
-    success: int
-    failure: int
-    partial: int
 
 
 class TokenFigures(_Out):
@@ -127,8 +96,8 @@ class OperationTrend(_Out):
     runs: int
     batches: int
     runs_without_duration: int
-    durations: DurationFigures | None
-    items: ItemFigures
+    durations: DurationStats | None
+    items: ItemCounts
     success_rate: float | None  # None: no items recorded ("no data")
     tokens: TokenFigures
     cost: CostFigures
@@ -281,7 +250,7 @@ def _operation(
     durations = None
     if d_count:
         median, p95 = quantiles[op]
-        durations = DurationFigures(
+        durations = DurationStats(
             count=d_count, mean=d_mean, median=median, min=d_min, max=d_max, p95=p95
         )
     return OperationTrend(
@@ -290,9 +259,7 @@ def _operation(
         batches=batches,
         runs_without_duration=runs - d_count,
         durations=durations,
-        items=ItemFigures(
-            total=items.total, success=items.success, failure=items.failure, partial=items.partial
-        ),
+        items=items,
         success_rate=items.success_rate,
         tokens=TokenFigures(
             runs_with_tokens=tok_runs,
