@@ -34,6 +34,7 @@ from exporter.model import (
     dump_record,
     parse_record,
 )
+from exporter.paths import DEFAULT_ARCHIVE
 
 __all__ = [
     "DEFAULT_ARCHIVE",
@@ -53,7 +54,6 @@ __all__ = [
     "write_record",
 ]
 
-DEFAULT_ARCHIVE: Final = Path(".ce/completed-batches")
 RECORD_GLOB: Final = "batch-*.json"
 # Temporary files of an atomic write; a writer killed mid-write leaves one behind, which no
 # reader mistakes for a record (the name does not match RECORD_GLOB) and `recover` removes.

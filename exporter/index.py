@@ -39,12 +39,11 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
-
-from exporter import archive as _archive
 
 if TYPE_CHECKING:
     from exporter.model import BatchRecord
@@ -447,6 +446,8 @@ class ArchiveIndex:
         dir_mtime: int,
     ) -> RefreshResult:
         """Parse ``to_read``, drop ``gone``, and store the result in one transaction."""
+        from exporter import archive  # noqa: PLC0415 (parsing records needs pydantic: load it late)
+
         known = self._known if self._known is not None else {}
         invalid = self._invalid_cache()
         added: list[RecordSummary] = []
@@ -456,8 +457,8 @@ class ArchiveIndex:
         for name in sorted(to_read):  # parse outside the write transaction
             path = self.archive / name
             try:
-                record, st = _archive.read_record_stat(path)
-            except _archive.InvalidRecordFile as exc:
+                record, st = archive.read_record_stat(path)
+            except archive.InvalidRecordFile as exc:
                 status = self._stat(name)
                 if status is None:  # vanished between listing and reading
                     vanished.append(name)
@@ -571,6 +572,30 @@ class ArchiveIndex:
         """Files of the archive that are not valid records, with the reason for each."""
         with self._lock:
             return dict(self._invalid_cache())
+
+    def select_many(
+        self, statements: Sequence[str], where: RecordFilter | None = None
+    ) -> list[list[tuple[Any, ...]]]:
+        """Run several independent :meth:`select` statements, concurrently where possible.
+
+        SQLite releases the GIL while it works, so on an index file each statement gets its own
+        read connection and thread (one per core); an in-memory index runs them in turn.
+        """
+        if self.db_path is None or len(statements) < 2:
+            return [self.select(sql, where=where) for sql in statements]
+        condition, params = (where or RecordFilter()).sql()
+        path = self.db_path
+
+        def run(sql: str) -> list[tuple[Any, ...]]:
+            db = sqlite3.connect(path, timeout=30.0)
+            try:
+                return db.execute(sql.replace("{where}", condition), params).fetchall()
+            finally:
+                db.close()
+
+        workers = min(len(statements), os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="index-query") as pool:
+            return list(pool.map(run, statements))
 
     def summaries(
         self,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -208,18 +209,18 @@ def _op_order(operation: str) -> tuple[int, str]:
     return (_OP_RANK.get(operation, len(_OP_RANK)), operation)
 
 
-def _median_p95(index: ArchiveIndex, where: RecordFilter) -> dict[str, tuple[float, float]]:
+def _median_p95(rows: Iterable[tuple[Any, ...]]) -> dict[str, tuple[float, float]]:
     by_op: dict[str, list[float]] = defaultdict(list)
-    for operation, duration in index.select(_DURATIONS_SQL, where=where):
+    for operation, duration in rows:
         by_op[operation].append(duration)
     for durations in by_op.values():
         durations.sort()
     return {op: (percentile(d, 0.5), percentile(d, 0.95)) for op, d in by_op.items()}
 
 
-def _stages(index: ArchiveIndex, where: RecordFilter) -> dict[str, list[StageFigures]]:
+def _stages(selected: Iterable[tuple[Any, ...]]) -> dict[str, list[StageFigures]]:
     rows: dict[str, list[tuple[int | None, int, float]]] = defaultdict(list)
-    for operation, stage, runs, total in index.select(_STAGES_SQL, where=where):
+    for operation, stage, runs, total in selected:
         rows[operation].append((stage, runs, total))
     result: dict[str, list[StageFigures]] = {}
     for operation, stages in rows.items():
@@ -327,9 +328,12 @@ def compute_trends(
 ) -> TrendReport:
     """The trend report over the records ``where`` selects (all valid records by default)."""
     where = where or RecordFilter()
-    quantiles = _median_p95(index, where)
-    stages = _stages(index, where)
-    rows = sorted(index.select(_OPERATION_SQL, where=where), key=lambda r: _op_order(r[0]))
+    op_rows, duration_rows, stage_rows, model_rows, error_rows = index.select_many(
+        [_OPERATION_SQL, _DURATIONS_SQL, _STAGES_SQL, _MODELS_SQL, _ERRORS_SQL], where
+    )
+    quantiles = _median_p95(duration_rows)
+    stages = _stages(stage_rows)
+    rows = sorted(op_rows, key=lambda r: _op_order(r[0]))
     operations = {row[0]: _operation(row, quantiles, stages) for row in rows}
     models = [
         ModelFigures(
@@ -343,11 +347,11 @@ def compute_trends(
             runs_unpriced=unpriced,
         )
         for op, model, runs, tin, tout, tcache, cost, unpriced in sorted(
-            index.select(_MODELS_SQL, where=where), key=lambda r: (_op_order(r[0]), r[1])
+            model_rows, key=lambda r: (_op_order(r[0]), r[1])
         )
     ]
     by_type: dict[str, dict[str, int]] = defaultdict(dict)
-    for error_type, op, count in index.select(_ERRORS_SQL, where=where):
+    for error_type, op, count in error_rows:
         by_type[error_type][op] = count
     errors = sorted(
         (

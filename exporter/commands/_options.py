@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from exporter.archive import DEFAULT_ARCHIVE
+from exporter.paths import DEFAULT_ARCHIVE
 
 __all__ = ["add_archive_option"]
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Final
 
 from exporter.analyze import analyze_batch, save_analysis
-from exporter.archive import DEFAULT_ARCHIVE
 from exporter.errors import CommandError
 from exporter.model import InvalidBatchId, check_batch_id, dump_record
+from exporter.paths import DEFAULT_ARCHIVE
 from exporter.pricing import PricingError, load_pricing
 from instrumentation.semconv import OPERATIONS, Operation
 

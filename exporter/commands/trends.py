@@ -18,6 +18,7 @@ from typing import Final
 from exporter.commands._options import add_archive_option
 from exporter.errors import CommandError
 from exporter.index import RecordFilter
+from exporter.paths import DEFAULT_REPORT
 from exporter.reporting import open_index, warn_invalid, write_text_atomic
 from exporter.thresholds import load_thresholds
 from exporter.trends import compute_trends, parse_since, render_markdown
@@ -25,7 +26,6 @@ from instrumentation.semconv import OPERATIONS
 
 __all__ = ["DEFAULT_REPORT", "EXIT_BOTTLENECK", "add_arguments", "run"]
 
-DEFAULT_REPORT: Final = Path(".ce/trend-analysis-report.md")
 EXIT_BOTTLENECK: Final = 3
 
 _EPILOG: Final = """\

@@ -31,6 +31,7 @@ from typing import Any, Final
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from exporter.paths import DEFAULT_ORCHESTRATION
 from exporter.prometheus.promql import HEARTBEAT_AGE_METRIC
 
 __all__ = [
@@ -43,7 +44,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-DEFAULT_ORCHESTRATION_DIR: Final = Path(".ce/orchestration")
+DEFAULT_ORCHESTRATION_DIR: Final = DEFAULT_ORCHESTRATION
 RUNNING_STATUSES: Final = frozenset({"running", "in_progress", "in-progress", "started"})
 _MAX_HEARTBEAT_BYTES: Final = 64 * 1024
 
