@@ -263,6 +263,10 @@ _INSERT: Final = (
 )
 
 
+def _is_record_name(name: str) -> bool:
+    return name.startswith("batch-") and name.endswith(".json")
+
+
 def _nested_json(s: RecordSummary) -> str | None:
     if not (s.models or s.stage_durations or s.error_types):
         return None
@@ -401,10 +405,13 @@ class ArchiveIndex:
                 names: AbstractSet[str] = stats.keys()
                 to_read = [n for n, st in stats.items() if known.get(n) != st]
             else:
-                names = self._list_names() if dir_mtime != -1 else set()
-                to_read = list(names - known.keys())
+                # Every name, unfiltered: set differences run in C, and only the few new names
+                # need the record-name test (filtering 100k names first costs ~0.1 s).
+                names = set(os.listdir(self.archive)) if dir_mtime != -1 else set()  # noqa: PTH208
+                to_read = [n for n in names - known.keys() if _is_record_name(n)]
             gone = list(known.keys() - names)
-            result = self._apply(to_read, gone, len(names), started, dir_mtime)
+            scanned = len(known) - len(gone) + sum(n not in known for n in to_read)
+            result = self._apply(to_read, gone, scanned, started, dir_mtime)
             self._dir_mtime_ns = dir_mtime
             if result.changed:
                 self.generation += 1
@@ -414,21 +421,13 @@ class ArchiveIndex:
         found: dict[str, tuple[int, int]] = {}
         with os.scandir(self.archive) as entries:
             for e in entries:
-                if e.name.startswith("batch-") and e.name.endswith(".json"):
+                if _is_record_name(e.name):
                     try:
                         st = e.stat(follow_symlinks=False)
                     except OSError:
                         continue
                     found[e.name] = (st.st_size, st.st_mtime_ns)
         return found
-
-    def _list_names(self) -> set[str]:
-        # listdir is ~4x faster than scandir here: no DirEntry objects for 100k names (PTH208)
-        return {
-            n
-            for n in os.listdir(self.archive)  # noqa: PTH208
-            if n.startswith("batch-") and n.endswith(".json")
-        }
 
     def _stat(self, name: str) -> tuple[int, int] | None:
         try:

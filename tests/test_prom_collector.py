@@ -332,3 +332,67 @@ def test_record_too_large_to_count_is_skipped_not_fatal(
     assert value(registry, "batch_metrics_exporter_invalid_records") == 1.0
     assert value(registry, "batch_metrics_exporter_scan_errors_total") == 0.0
     assert any("too large to count" in r.getMessage() for r in caplog.records)
+
+
+def test_concurrent_scrapes_share_one_archive_refresh(tmp_path: Path) -> None:
+    """Scrapes that arrive while an update runs wait for it instead of refreshing again."""
+    import threading
+
+    from tests.support.servers import wait_until
+
+    archive = tmp_path / "archive"
+    write_record(archive, rec("1"))
+    index = ArchiveIndex(archive, db_path=tmp_path / "index.sqlite")
+    collector = ArchiveCollector(index)
+    collector.update()  # cold load
+    write_record(archive, rec("2", start=T0.replace(hour=10)))
+
+    class ObservedLock:
+        """The collector's lock, counting attempts that found it taken."""
+
+        def __init__(self) -> None:
+            self.inner = threading.Lock()
+            self.contended = 0
+
+        def acquire(self, blocking: bool = True) -> bool:
+            got = self.inner.acquire(False)
+            if not got:
+                self.contended += 1
+                if blocking:
+                    got = self.inner.acquire()
+            return got
+
+        def release(self) -> None:
+            self.inner.release()
+
+        def __enter__(self) -> None:
+            self.acquire()
+
+        def __exit__(self, *exc: object) -> None:
+            self.release()
+
+    lock = ObservedLock()
+    collector._lock = lock  # type: ignore[assignment]
+    release = threading.Event()
+    calls: list[bool] = []
+    real_refresh = index.refresh
+
+    def slow_refresh(*, full: bool = False):
+        calls.append(full)
+        assert release.wait(10)
+        return real_refresh(full=full)
+
+    index.refresh = slow_refresh  # type: ignore[method-assign]
+    threads = [threading.Thread(target=collector.update) for _ in range(4)]
+    threads[0].start()
+    wait_until(lambda: calls == [False], timeout=10, what="the first update to start")
+    for t in threads[1:]:
+        t.start()
+    # each waiter found the lock taken twice: trying to update, then waiting for the result
+    wait_until(lambda: lock.contended >= 6, timeout=10, what="the scrapes to queue")
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert calls == [False]
+    assert collector.status.records == 2
+    index.close()

@@ -62,33 +62,48 @@ class ArchiveCollector(Collector):
     # -- updating ------------------------------------------------------------------------
 
     def update(self, *, full: bool = False) -> ScanStatus:
-        """Bring the totals up to date with the archive; never raises for archive problems."""
-        started = time.perf_counter()
-        with self._lock:
-            try:
-                if self._aggregates is None:
-                    self._load_cold()
-                else:
-                    self._apply(self.index.refresh(full=full))
-            except Exception as exc:  # keep serving the last good figures
-                self._scan_errors += 1
-                reason = f"{type(exc).__name__}: {exc}"
-                repeated = reason == self.status.error
-                _log.log(
-                    logging.DEBUG if repeated else logging.WARNING,
-                    "scanning archive %s failed: %s",
-                    self.index.archive,
-                    reason,
-                )
-                self.status = ScanStatus(
-                    False, self.status.records, self._invalid, 0.0, time.time(), reason
-                )
+        """Bring the totals up to date with the archive; never raises for archive problems.
+
+        Single flight: a scrape that arrives while another update runs waits for it and shares
+        its result instead of looking at the archive again, so concurrent scrapes during a
+        burst of new records cost one refresh, not one each.
+        """
+        if not full and not self._lock.acquire(blocking=False):
+            with self._lock:
                 return self.status
-            records = self._aggregates.records if self._aggregates else 0
+        if full:
+            self._lock.acquire()
+        try:
+            return self._update_locked(full=full)
+        finally:
+            self._lock.release()
+
+    def _update_locked(self, *, full: bool) -> ScanStatus:
+        started = time.perf_counter()
+        try:
+            if self._aggregates is None:
+                self._load_cold()
+            else:
+                self._apply(self.index.refresh(full=full))
+        except Exception as exc:  # keep serving the last good figures
+            self._scan_errors += 1
+            reason = f"{type(exc).__name__}: {exc}"
+            repeated = reason == self.status.error
+            _log.log(
+                logging.DEBUG if repeated else logging.WARNING,
+                "scanning archive %s failed: %s",
+                self.index.archive,
+                reason,
+            )
             self.status = ScanStatus(
-                True, records, self._invalid, time.perf_counter() - started, time.time()
+                False, self.status.records, self._invalid, 0.0, time.time(), reason
             )
             return self.status
+        records = self._aggregates.records if self._aggregates else 0
+        self.status = ScanStatus(
+            True, records, self._invalid, time.perf_counter() - started, time.time()
+        )
+        return self.status
 
     def rescan(self) -> ScanStatus:
         """Like :meth:`update`, but also re-read files rewritten in place (stats every file)."""
