@@ -1,0 +1,195 @@
+"""Run every benchmark and print one table: ``python -m benchmarks [--full]``.
+
+Default sizes finish in a few minutes on 2 cores; ``--full`` adds the 100k-record archives
+(trends, serve, load) that the targets are stated for. Every ratio is measured in the same
+run, on the same machine. What each benchmark measures is in benchmarks/README.md; the crash
+campaign (``python -m benchmarks.bench_crash``) is a correctness run and is not included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+
+from benchmarks.bench_instrumentation import measure
+from benchmarks.bench_load import load_generated
+from benchmarks.bench_serve import scrape, start_and_scrape, write_spaced_archive
+from benchmarks.bench_trends import REPO, _timed
+from exporter.archive import write_record
+from tests.generated_archive import START, make_record, write_archive
+from tests.seed_scripts import extract_script
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table; ``met`` is None where no target applies."""
+
+    benchmark: str
+    measure: str
+    value: str
+    target: str = ""
+    met: bool | None = None
+
+
+def instrumentation_rows(calls: int, rounds: int) -> list[Row]:
+    r = measure(calls, rounds)
+    name = "instrumentation"
+    return [
+        Row(name, "ours, per decorated call (SDK)", f"{r.ours_us:.1f} us"),
+        Row(name, "hand-written OTel SDK, same telemetry", f"{r.hand_us:.1f} us"),
+        Row(name, "ours / hand-written", f"{r.ratio:.2f}x", "<= 1.2x", r.ratio <= 1.2),
+        Row(
+            name,
+            "no SDK: stage + item + tokens",
+            f"{r.noop_us:.1f} us",
+            "<= 10 us",
+            r.noop_us <= 10,
+        ),
+        Row(
+            name,
+            "no SDK: decorator alone",
+            f"{r.noop_stage_only_us:.1f} us",
+            "<= 10 us",
+            r.noop_stage_only_us <= 10,
+        ),
+    ]
+
+
+def trends_rows(size: int, work: Path, target_size: int) -> list[Row]:
+    project = work / f"trends-{size}"
+    write_archive(project / ".ce/completed-batches", size)
+    seed = extract_script("trend-analysis", work / "seed")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "BATCH_METRICS_INDEX": str(work / f"tix{size}")}
+    ours = [sys.executable, "-m", "exporter.cli", "trends", "--all", "--no-save"]
+    seed_s, seed_mib = _timed([sys.executable, str(seed), "--all"], project, env)
+    cold_s, cold_mib = _timed(ours, project, env)
+    warm_s, warm_mib = _timed(ours, project, env)
+    name = f"trends --all, {size:,}"
+    targeted = size == target_size
+    speedup, memory = seed_s / warm_s, warm_mib / seed_mib
+    return [
+        Row(name, "seed trend-analysis.py", f"{seed_s:.2f} s, {seed_mib:.0f} MiB"),
+        Row(name, "ours, cold (index built)", f"{cold_s:.2f} s, {cold_mib:.0f} MiB"),
+        Row(name, "ours, warm (index current)", f"{warm_s:.2f} s, {warm_mib:.0f} MiB"),
+        Row(
+            name,
+            "speed-up, warm",
+            f"{speedup:.1f}x",
+            ">= 10x" if targeted else "",
+            speedup >= 10 if targeted else None,
+        ),
+        Row(
+            name,
+            "peak memory, warm / seed",
+            f"{memory:.2f}",
+            "<= 0.25" if targeted else "",
+            memory <= 0.25 if targeted else None,
+        ),
+    ]
+
+
+def serve_rows(size: int, work: Path) -> list[Row]:
+    archive = work / f"serve-{size}"
+    write_spaced_archive(archive, size, timedelta(days=14))
+    cold_s, server, index = start_and_scrape(archive, work / f"six{size}.sqlite")
+    try:
+        warm_s = statistics.median(scrape(server.url)[0] for _ in range(20))
+        extra = make_record(random.Random(1), size).model_copy(
+            update={"batch_id": "new", "run_id": "bench-new", "timestamp": START}
+        )
+        write_record(archive, extra)
+        after_s, body = scrape(server.url)
+        shown = f"batch_metrics_exporter_records {float(size + 1)}".encode() in body
+    finally:
+        server.stop()
+        index.close()
+    name = f"serve, {size:,}"
+    return [
+        Row(name, "cold start + first scrape", f"{cold_s * 1000:.0f} ms"),
+        Row(
+            name, "warm scrape (median of 20)", f"{warm_s * 1000:.1f} ms", "< 10 ms", warm_s < 0.01
+        ),
+        Row(name, "first scrape after a new record", f"{after_s * 1000:.1f} ms"),
+        Row(name, "new record visible at once", "yes" if shown else "no", "yes", shown),
+    ]
+
+
+def load_rows(size: int, work: Path, clients: int, seconds: float) -> list[Row]:
+    r = load_generated(work, size, clients=clients, seconds=seconds, max_requests=1_000_000)
+    name = f"load, {size:,}, {clients} clients"
+    growth = r.rss_growth_kib / 1024
+    return [
+        Row(name, f"requests in {r.seconds:.0f} s (1 record / 100 ms)", f"{r.requests}"),
+        Row(name, "sustained requests/s", f"{r.rps:.0f}"),
+        Row(name, "latency p50 / p99", f"{r.quantile_ms(0.5):.1f} / {r.quantile_ms(0.99):.1f} ms"),
+        Row(name, "errors", str(r.errors), "0", r.errors == 0),
+        Row(
+            name,
+            "records visible at the end",
+            f"{r.exposed:,} of {r.records + r.written:,}",
+            "all",
+            r.exposed == r.records + r.written,
+        ),
+        Row(
+            name,
+            "server RSS start -> end (peak)",
+            f"{r.rss_start_kib / 1024:.0f} -> {r.rss_end_kib / 1024:.0f} MiB "
+            f"({r.rss_peak_kib / 1024:.0f})",
+            "growth < 16 MiB",
+            growth < 16,
+        ),
+    ]
+
+
+def render(rows: list[Row]) -> str:
+    """The rows as a fixed-width text table."""
+    header = Row("benchmark", "measure", "value", "target")
+    cells = [(r.benchmark, r.measure, r.value, r.target, _verdict(r)) for r in [header, *rows]]
+    cells[0] = (*cells[0][:4], "met")
+    widths = [max(len(c[i]) for c in cells) for i in range(5)]
+    lines = ["  ".join(c[i].ljust(widths[i]) for i in range(5)).rstrip() for c in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _verdict(row: Row) -> str:
+    return "" if row.met is None else ("yes" if row.met else "NO")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--full", action="store_true", help="include the 100k-record sizes")
+    args = parser.parse_args(argv)
+    full = args.full
+    trend_sizes = [1_000, 10_000, 100_000] if full else [1_000, 10_000]
+    serve_size = 100_000 if full else 10_000
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="benchmarks-") as tmp:
+        work = Path(tmp)
+        steps: list[tuple[str, Callable[[], list[Row]]]] = [
+            ("instrumentation", partial(instrumentation_rows, 2000, 9)),
+            *[(f"trends {n:,}", partial(trends_rows, n, work, 100_000)) for n in trend_sizes],
+            (f"serve {serve_size:,}", partial(serve_rows, serve_size, work)),
+            (
+                f"load {serve_size:,}",
+                partial(load_rows, serve_size, work, 8, 30.0 if full else 5.0),
+            ),
+        ]
+        for label, step in steps:
+            print(f"running {label} ...", file=sys.stderr, flush=True)
+            rows.extend(step())
+    print(render(rows))
+    return 1 if any(r.met is False for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
