@@ -8,9 +8,15 @@
 * **Duration statistics** of an operation: over the runs that recorded a
   ``duration_seconds``. A run without a duration is left out (the seed counts it as 0 s,
   which drags the mean and the minimum down with a value nobody measured).
+* **Overall parallel efficiency** of an operation: its runs' item seconds (``duration_seconds
+  x parallel_efficiency``, summed over the runs that recorded both) over their wall seconds
+  (``duration_seconds``, summed over the runs that recorded one): the work done per second of
+  wall time, weighted by time. A run that recorded no item time adds wall time but no work, as
+  the instrumentation counts a run without timed items. ``None`` when no item time was
+  recorded. The mean of the per-run efficiencies weighs a one-minute run like a one-hour one.
 * Every archived run counts once: a retried or resumed batch contributes each of its runs.
 
-Both are given twice, as Python over values and as SQL over the archive index's ``files``
+These are given twice, as Python over values and as SQL over the archive index's ``files``
 table (alias ``f``); ``tests/test_trends.py`` proves the two agree. The Prometheus rules
 express the same definitions in PromQL.
 """
@@ -25,10 +31,12 @@ from typing import Final
 __all__ = [
     "SQL_DURATION_AGGREGATES",
     "SQL_ITEM_AGGREGATES",
+    "SQL_PARALLEL_AGGREGATES",
     "SQL_RUN_TOTAL",
     "DurationStats",
     "ItemCounts",
     "duration_stats",
+    "parallel_efficiency",
     "percentile",
     "success_rate",
 ]
@@ -49,6 +57,19 @@ SQL_ITEM_AGGREGATES: Final = (
     f"COALESCE(SUM({SQL_RUN_TOTAL}), 0), COALESCE(SUM(f.success_count), 0), "
     "COALESCE(SUM(f.failure_count), 0), COALESCE(SUM(f.partial_count), 0)"
 )
+
+
+# item seconds (NULL when no run recorded both figures) and wall seconds of the runs.
+SQL_PARALLEL_AGGREGATES: Final = (
+    "SUM(f.duration_seconds * f.parallel_efficiency), SUM(f.duration_seconds)"
+)
+
+
+def parallel_efficiency(item_seconds: float | None, wall_seconds: float | None) -> float | None:
+    """Item seconds over wall seconds; ``None`` when either was not recorded (or is zero)."""
+    if item_seconds is None or not wall_seconds:
+        return None
+    return item_seconds / wall_seconds
 
 
 def success_rate(success: int, total: int) -> float | None:

@@ -27,8 +27,10 @@ from exporter.index import ArchiveIndex, RecordFilter
 from exporter.stats import (
     SQL_DURATION_AGGREGATES,
     SQL_ITEM_AGGREGATES,
+    SQL_PARALLEL_AGGREGATES,
     DurationStats,
     ItemCounts,
+    parallel_efficiency,
     percentile,
 )
 from exporter.thresholds import Thresholds
@@ -80,6 +82,8 @@ class ParallelFigures(_Out):
 
     runs: int
     mean_efficiency: float
+    # summed item time over summed wall time (exporter.stats), as the Prometheus panel shows it
+    overall_efficiency: float | None
     # item time minus wall time, summed over the runs that also recorded a duration
     seconds_saved: float
 
@@ -173,7 +177,8 @@ SELECT f.operation, COUNT(*), COUNT(DISTINCT f.batch_id), MIN(f.timestamp), MAX(
        SUM(f.estimated_cost IS NULL
            AND COALESCE(f.total_tokens, f.input_tokens, f.output_tokens) > 0),
        COUNT(f.parallel_efficiency), AVG(f.parallel_efficiency),
-       COALESCE(SUM((f.parallel_efficiency - 1) * f.duration_seconds), 0)
+       COALESCE(SUM((f.parallel_efficiency - 1) * f.duration_seconds), 0),
+       {SQL_PARALLEL_AGGREGATES}
 FROM files f WHERE {{where}} GROUP BY f.operation
 """  # noqa: S608 (constant fragments; values are bound parameters)
 
@@ -247,7 +252,7 @@ def _operation(
     op, runs, batches, _first, _last, d_count, d_mean, d_min, d_max = row[:9]
     items = ItemCounts(*row[9:13])
     tok_runs, tok_in, tok_out, tok_total, cost_runs, cost, unpriced = row[13:20]
-    par_runs, par_mean, par_saved = row[20:23]
+    par_runs, par_mean, par_saved, item_seconds, wall_seconds = row[20:25]
     durations = None
     if d_count:
         median, p95 = quantiles[op]
@@ -275,7 +280,12 @@ def _operation(
             cost_usd=cost,
             mean_per_run=cost / cost_runs if cost_runs else None,
         ),
-        parallel=ParallelFigures(runs=par_runs, mean_efficiency=par_mean, seconds_saved=par_saved)
+        parallel=ParallelFigures(
+            runs=par_runs,
+            mean_efficiency=par_mean,
+            overall_efficiency=parallel_efficiency(item_seconds, wall_seconds),
+            seconds_saved=par_saved,
+        )
         if par_runs
         else None,
         stages=stages.get(op, []),
@@ -535,8 +545,9 @@ def _parallel_section(report: TrendReport) -> list[str]:
         return [*lines, "\nNo parallel efficiency recorded."]
     for op, p in rows:
         assert p is not None
+        overall = "" if p.overall_efficiency is None else f" ({p.overall_efficiency:.2f}x overall)"
         lines.append(
-            f"- {op}: mean {p.mean_efficiency:.2f}x over {p.runs} runs, "
+            f"- {op}: mean {p.mean_efficiency:.2f}x over {p.runs} runs{overall}, "
             f"{p.seconds_saved / 3600:.1f} h saved against running items one after another"
         )
     return lines

@@ -64,7 +64,8 @@ API
 - :class:`traced_stage` ``(stage, name=None)`` / :data:`stage`: a stage, as decorator or
   context manager; records ``batch.stage.duration``.
 - :func:`item` ``(item_id)`` -> :class:`Item` with ``set_outcome(outcome, *, error_type=None,
-  message=None)``; :func:`mark_item`. Records ``batch.items``, ``batch.items.running`` and
+  message=None)``; :func:`mark_item`. Records ``batch.items``, ``batch.items.running``,
+  ``batch.item.work`` (the item's seconds, ``duration_seconds`` for :func:`mark_item`) and
   ``batch.errors`` (by error type: an exception's qualified name, never its message).
 - :func:`record_tokens` ``(*, input=0, output=0, model, cache_read=0, cost_usd=None)``: a
   ``batch.tokens`` span event on the innermost item, stage or batch, running totals on that

@@ -25,6 +25,7 @@ class Instruments:
 
     __slots__ = (
         "errors",
+        "item_work",
         "items",
         "items_running",
         "last_completion",
@@ -59,6 +60,14 @@ class Instruments:
             semconv.INSTR_ITEMS,
             unit=semconv.UNIT_ITEMS,
             description="Work items finished, by outcome.",
+        )
+        self.item_work = meter.create_counter(
+            semconv.INSTR_ITEM_WORK,
+            unit=semconv.UNIT_SECONDS,
+            description=(
+                "Seconds of item work, summed over items "
+                "(over the runs' wall time: parallel efficiency)."
+            ),
         )
         self.tokens = meter.create_counter(
             semconv.INSTR_TOKENS,
@@ -129,12 +138,19 @@ class Instruments:
         except Exception as exc:
             report_internal_error(_KIND, exc)
 
-    def record_item_end(self, operation: str, outcome: str, *, was_running: bool) -> None:
-        """An item finished with ``outcome``; ``was_running`` if it was counted as running."""
+    def record_item_end(
+        self, operation: str, outcome: str, duration_s: float, *, was_running: bool
+    ) -> None:
+        """An item finished with ``outcome`` after ``duration_s`` seconds of work.
+
+        ``was_running`` if it was counted as running.
+        """
         try:
+            op = {semconv.LABEL_OPERATION: operation}
             if was_running:
-                self.items_running.add(-1, {semconv.LABEL_OPERATION: operation})
-            self.items.add(1, {semconv.LABEL_OPERATION: operation, semconv.LABEL_OUTCOME: outcome})
+                self.items_running.add(-1, op)
+            self.items.add(1, {**op, semconv.LABEL_OUTCOME: outcome})
+            self.item_work.add(duration_s, op)
         except Exception as exc:
             report_internal_error(_KIND, exc)
 

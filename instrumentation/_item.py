@@ -53,10 +53,11 @@ def _finish_item(
     message: str | None,
     exc: BaseException | None,
     *,
+    duration_s: float,
     was_running: bool,
     end_time: int | None = None,
 ) -> None:
-    """Record the end of an item: span attributes and status, item and error metrics."""
+    """Record the end of an item: span attributes and status, item, work and error metrics."""
     batch = state.batch
     if exc is not None:
         outcome, error_type = "failure", type(exc).__qualname__
@@ -91,7 +92,7 @@ def _finish_item(
         description=description,
         end_time=end_time,
     )
-    batch.instruments.record_item_end(batch.operation, outcome, was_running=was_running)
+    batch.instruments.record_item_end(batch.operation, outcome, duration_s, was_running=was_running)
 
 
 class Item:
@@ -101,6 +102,7 @@ class Item:
         "_context_token",
         "_entered",
         "_scope_token",
+        "_started",
         "_state",
         "error_type",
         "item_id",
@@ -114,6 +116,7 @@ class Item:
         self.error_type: str | None = None
         self.message: str | None = None
         self._entered = False
+        self._started = 0.0
         self._state: ItemState | None = None
         self._scope_token: Token[Scope | None] | None = None
         self._context_token: Token[Context] | None = None
@@ -147,6 +150,7 @@ class Item:
             self._context_token = activate(state.span)
             self._scope_token = enter(Scope(scope.batch, scope.stage, state))
             self._state = state
+            self._started = time.perf_counter()
             state.batch.instruments.record_item_start(state.batch.operation)
         except Exception as exc:
             report_internal_error("item start", exc)
@@ -165,7 +169,16 @@ class Item:
             if self._scope_token is not None:
                 leave(self._scope_token)
             deactivate(self._context_token)
-            _finish_item(state, self.outcome, self.error_type, self.message, exc, was_running=True)
+            duration = time.perf_counter() - self._started
+            _finish_item(
+                state,
+                self.outcome,
+                self.error_type,
+                self.message,
+                exc,
+                duration_s=duration,
+                was_running=True,
+            )
         except Exception as error:
             report_internal_error("item end", error)
 
@@ -201,19 +214,28 @@ def mark_item(
         logger.debug("mark_item(%r) outside a batch: not recorded", item_id)
         return
     try:
+        seconds = _checked_duration(duration_seconds)
         end_time = time.time_ns()
-        start_time = end_time - _duration_ns(duration_seconds)
+        start_time = end_time - int(seconds * 1e9)
         state = _start_item(scope, truncate(str(item_id), semconv.MAX_ID_LENGTH), start_time)
         _finish_item(
-            state, checked, error_type, message, None, was_running=False, end_time=end_time
+            state,
+            checked,
+            error_type,
+            message,
+            None,
+            duration_s=seconds,
+            was_running=False,
+            end_time=end_time,
         )
     except Exception as exc:
         report_internal_error("mark_item", exc)
 
 
-def _duration_ns(duration_seconds: float | None) -> int:
+def _checked_duration(duration_seconds: float | None) -> float:
+    """``duration_seconds`` as a usable number of seconds; zero (logged once) if unusable."""
     if duration_seconds is None:
-        return 0
+        return 0.0
     if (
         isinstance(duration_seconds, bool)
         or not isinstance(duration_seconds, int | float)
@@ -225,5 +247,5 @@ def _duration_ns(duration_seconds: float | None) -> int:
             f"duration_seconds must be a finite number >= 0, not {duration_seconds!r}; "
             "the item is recorded with zero duration",
         )
-        return 0
-    return int(duration_seconds * 1e9)
+        return 0.0
+    return float(duration_seconds)

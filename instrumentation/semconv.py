@@ -63,6 +63,9 @@ INSTR_OPERATION_DURATION: Final = "batch.operation.duration"  # histogram, s
 INSTR_OPERATIONS: Final = "batch.operations"  # counter, {operation}
 INSTR_ITEMS: Final = "batch.items"  # counter, {item}
 INSTR_STAGE_DURATION: Final = "batch.stage.duration"  # histogram, s
+# Seconds of item work, summed over items (every attempt): over the operation's wall time, the
+# parallel efficiency (1.0 = no speed-up from running items in parallel).
+INSTR_ITEM_WORK: Final = "batch.item.work"  # counter, s
 INSTR_TOKENS: Final = "batch.tokens"  # counter, {token}
 INSTR_COST: Final = "batch.cost.usd"  # counter, {USD}
 INSTR_ERRORS: Final = "batch.errors"  # counter, {error}

@@ -156,6 +156,13 @@ def test_metric_points_are_exact(metrics: Metrics) -> None:
         assert tuple(point.explicit_bounds) == semconv.DURATION_BUCKETS
         assert list(point.bucket_counts) == [1] + [0] * len(semconv.DURATION_BUCKETS)
 
+    # item work: every item's seconds, mark_item's duration_seconds included
+    work = got["batch.item.work"]
+    assert set(work) == {labels(operation=op) for op in ("execute", "generate", "review")}
+    assert 30.0 <= work[labels(operation="execute")] < 30.0 + (after - before)
+    for op in ("generate", "review"):
+        assert 0 < work[labels(operation=op)] < after - before
+
     completions = got["batch.last_completion_timestamp"]
     assert set(completions) == set(durations)
     assert all(before <= value <= after for value in completions.values())
@@ -166,6 +173,14 @@ def test_metric_points_are_exact(metrics: Metrics) -> None:
         == (completions[labels(operation="generate", outcome="success")])
     )
     assert "batch.cost.usd" not in got  # cost is computed on the SDK side from the pricing table
+
+
+def test_item_work_adds_marked_durations_exactly(metrics: Metrics) -> None:
+    with metrics.open("update-context"), stage(1):
+        mark_item("A", "success", duration_seconds=2.5)
+        mark_item("B", "failure", duration_seconds=0.25)
+        mark_item("C", "success")  # no duration: no work
+    assert metrics.points()["batch.item.work"] == {labels(operation="update-context"): 2.75}
 
 
 def test_duration_buckets_include_600_and_reach_hours(metrics: Metrics) -> None:
@@ -200,6 +215,7 @@ DESIGN_NAMES = {
     "batch_operations_total": "counter",
     "batch_items_total": "counter",
     "batch_stage_duration_seconds": "histogram",
+    "batch_item_work_seconds_total": "counter",
     "batch_tokens_total": "counter",
     "batch_errors_total": "counter",
     "batch_last_completion_timestamp_seconds": "gauge",
@@ -233,6 +249,9 @@ def test_prometheus_exposition_uses_the_design_names() -> None:
         r'^batch_tokens_total\{model="claude-x",operation="execute",[^}]*type="input"\} 100.0$',
         text,
         flags=re.MULTILINE,
+    )
+    assert re.search(
+        r"^# HELP batch_item_work_seconds_total Seconds of item work", text, re.MULTILINE
     )
     # bounded labels only: no batch or item id, no message
     assert "PRP-" not in text

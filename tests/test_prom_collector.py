@@ -13,7 +13,15 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.archive import write_record
 from exporter.index import ArchiveIndex, summarize
-from exporter.model import BatchRecord, ErrorEntry, Metrics, ModelUsage, StageDuration, TokenUsage
+from exporter.model import (
+    BatchRecord,
+    ErrorEntry,
+    Metrics,
+    ModelUsage,
+    OptimizationMetrics,
+    StageDuration,
+    TokenUsage,
+)
 from exporter.prometheus.aggregates import LE_VALUES
 from exporter.prometheus.collector import ArchiveCollector
 from exporter.prometheus.series import FAMILIES, contributions, operation_outcome
@@ -37,6 +45,7 @@ def rec(
     errors: Sequence[str] = (),
     stages: list[StageDuration] | None = None,
     usage: TokenUsage | None = None,
+    efficiency: float | None = None,
 ) -> BatchRecord:
     if usage is None and models is not None:
         usage = TokenUsage(by_model=models)
@@ -56,6 +65,9 @@ def rec(
         ),
         status=status,
         run_id=f"run-{batch}-{op}",
+        optimization_metrics=None
+        if efficiency is None
+        else OptimizationMetrics(parallel_efficiency=efficiency),
     )
 
 
@@ -298,6 +310,18 @@ def test_failing_scan_keeps_last_figures(
     assert (
         len([r for r in caplog.records if "disk on fire" in r.getMessage()]) == 1
     )  # not per scrape
+
+
+def test_item_work_is_duration_times_efficiency_when_both_are_known(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    write_record(archive, rec("1", duration=700.5, efficiency=2.5))
+    write_record(archive, rec("2", duration=100.25, efficiency=0.5))
+    write_record(archive, rec("3", duration=900.0))  # no efficiency: no item time recorded
+    write_record(archive, rec("4", "review", duration=None, efficiency=3.0))  # no wall time
+    registry, _ = collector_for(archive, tmp_path)
+    work = value(registry, "batch_item_work_seconds_total", operation="execute")
+    assert work == 700.5 * 2.5 + 100.25 * 0.5
+    assert value(registry, "batch_item_work_seconds_total", operation="review") is None
 
 
 def test_every_contract_family_is_exposed_with_help(tmp_path: Path) -> None:

@@ -123,7 +123,9 @@ def gauge_values(
 def test_pushgateway_delivers_the_same_series(tmp_path: Path) -> None:
     archive = tmp_path / "archive"
     write_record(archive, rec("1", errors=["TimeoutError"]))
-    write_record(archive, rec("2", "review", status="completed", success=5, failure=0))
+    write_record(
+        archive, rec("2", "review", status="completed", success=5, failure=0, efficiency=1.5)
+    )
     with running(start_pushgateway(tmp_path / "pushgateway")) as gateway:
         status = push_archive(
             gateway.url,

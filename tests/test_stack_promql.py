@@ -40,6 +40,7 @@ PARTIAL_DATA: dict[str, Callable[[RunPlan], bool]] = {
     "Errors by type": lambda plan: plan.failure > 0,
     "Cost by operation and model": lambda plan: plan.cost_usd is not None,
     "Cost per run": lambda plan: plan.cost_usd is not None,
+    "Parallel efficiency": lambda plan: any(e is not None for e in plan.efficiencies),
 }
 
 
@@ -102,6 +103,7 @@ def test_signal_panels_show_what_trends_reports(stack: PromStack, thresholds: Th
     cases = {
         "Mean duration per operation": lambda op: op["durations"]["mean"],
         "Item success rate per operation": lambda op: op["success_rate"],
+        "Parallel efficiency": lambda op: (op["parallel"] or {}).get("overall_efficiency"),
     }
     for title, figure in cases.items():
         expr = substitute(panels[title]["expr"], operation=".*", window=thresholds.window)
@@ -109,10 +111,27 @@ def test_signal_panels_show_what_trends_reports(stack: PromStack, thresholds: Th
             s["metric"]["operation"]: float(s["value"][1])
             for s in prom_query(stack.prometheus, expr, at=stack.history_end)
         }
-        expected = {name: figure(op) for name, op in trends["operations"].items()}
+        expected = {
+            name: value
+            for name, op in trends["operations"].items()
+            if (value := figure(op)) is not None
+        }
         assert shown.keys() == expected.keys()
         for name, value in expected.items():
             assert shown[name] == pytest.approx(value, rel=1e-9), (title, name)
+    # Parallel efficiency is time-weighted (sum of item seconds / sum of wall seconds) on both
+    # sides, straight from the plan, and not the mean of the per-run figures.
+    parallel = {name: op["parallel"] for name, op in trends["operations"].items() if op["parallel"]}
+    assert parallel.keys() == {"generate", "execute", "review"}
+    for name, figures in parallel.items():
+        plan = PLAN[name]
+        timed = [
+            (d, e) for d, e in zip(plan.durations, plan.efficiencies, strict=True) if d is not None
+        ]
+        work = math.fsum(d * e for d, e in timed if e is not None)
+        wall = math.fsum(d for d, _ in timed)
+        assert figures["overall_efficiency"] == pytest.approx(work / wall, rel=1e-12), name
+        assert figures["overall_efficiency"] != pytest.approx(figures["mean_efficiency"]), name
 
 
 def run_trends(archive: Path) -> dict[str, Any]:

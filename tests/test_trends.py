@@ -13,8 +13,8 @@ import pytest
 from exporter.archive import write_record
 from exporter.cli import main
 from exporter.index import ArchiveIndex, RecordFilter
-from exporter.model import BatchRecord, ErrorEntry, Metrics, StageDuration
-from exporter.stats import duration_stats, percentile, success_rate
+from exporter.model import BatchRecord, ErrorEntry, Metrics, OptimizationMetrics, StageDuration
+from exporter.stats import duration_stats, parallel_efficiency, percentile, success_rate
 from exporter.thresholds import load_thresholds
 from exporter.trends import compute_trends, parse_since
 from tests.generated_archive import make_record, write_archive
@@ -85,6 +85,27 @@ def test_sql_figures_equal_the_python_definitions(tmp_path: Path):
         total = sum(r.metrics.total_items or 0 for r in mine)
         success = sum(r.metrics.success_count or 0 for r in mine)
         assert trend.success_rate == success_rate(success, total)
+
+
+def test_parallel_efficiency_mean_per_run_and_overall_time_weighted(tmp_path: Path):
+    def efficient(record: BatchRecord, efficiency: float) -> BatchRecord:
+        metrics = OptimizationMetrics(parallel_efficiency=efficiency)
+        return record.model_copy(update={"optimization_metrics": metrics})
+
+    archive = tmp_path / "a"
+    write_record(archive, efficient(run("1", "execute", 0, 100.0, (1, 1, 0)), 3.0))
+    write_record(archive, efficient(run("2", "execute", 1, 300.0, (1, 1, 0)), 1.0))
+    write_record(archive, run("3", "execute", 2, 200.0, (1, 1, 0)))  # wall time, no item time
+    write_record(archive, efficient(run("4", "execute", 3, None, (1, 1, 0)), 2.0))  # no wall
+    write_record(archive, run("5", "generate", 4, 60.0, (1, 1, 0)))
+    report = report_of(archive, tmp_path)
+    parallel = report.operations["execute"].parallel
+    assert parallel is not None
+    assert (parallel.runs, parallel.mean_efficiency, parallel.seconds_saved) == (3, 2.0, 200.0)
+    assert parallel.overall_efficiency == (100.0 * 3.0 + 300.0 * 1.0) / (100.0 + 300.0 + 200.0)
+    assert report.operations["generate"].parallel is None
+    assert parallel_efficiency(None, 10.0) is None
+    assert parallel_efficiency(5.0, 0.0) is None
 
 
 def test_bottlenecks_recent_by_timestamp_hot_spots_and_errors(tmp_path: Path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from exporter.grafana.panels import DATASOURCE, Layout, Panel, Query, Threshold
+from exporter.grafana.panels import DATASOURCE, FULL_WIDTH, Layout, Panel, Query, Threshold
 from exporter.prometheus import promql, series
 from exporter.thresholds import Bottleneck, Thresholds, Trigger
 
@@ -98,6 +98,25 @@ def _signal_panel(rule: Bottleneck | Trigger, thresholds: Thresholds) -> Panel:
         threshold_line=True,
         min=0,
         max=1 if unit == "percentunit" else None,
+    )
+
+
+def _parallel_efficiency_panel() -> Panel:
+    """Item-seconds per wall-second; the 1.0 line is "no speed-up", drawn as a threshold."""
+    return Panel(
+        "timeseries",
+        "Parallel efficiency",
+        "Seconds of item work per second of wall time in the trailing $window, per operation: "
+        "summed item durations over summed run durations (`overall_efficiency` in `batch-metrics "
+        "trends --format json`). At the 1.0 line the items gained nothing from running in "
+        "parallel stages; N means N items' worth of work per second. Runs that recorded no item "
+        "time add wall time but no work; an operation none of whose runs did shows no line.",
+        (Query(_only_selected(promql.parallel_efficiency("$window")), "{{operation}}"),),
+        unit="suffix:x",
+        width=FULL_WIDTH,
+        thresholds=(Threshold(None, "orange"), Threshold(1.0, "green")),
+        threshold_line=True,
+        min=0,
     )
 
 
@@ -291,7 +310,7 @@ def overview_dashboard(thresholds: Thresholds) -> dict[str, Any]:
         f" / {_increase(_STAGE_DURATION + '_count', 'operation, stage')}"
     )
     layout.add_row(
-        "Errors and stages",
+        "Errors, stages and parallel efficiency",
         _bars(
             "Errors by type",
             "Item errors in the trailing $window, per operation and error type (class names, "
@@ -307,12 +326,14 @@ def overview_dashboard(thresholds: Thresholds) -> dict[str, Any]:
             Query(stage_mean, "{{operation}} stage {{stage}}", True),
             unit="s",
         ),
+        _parallel_efficiency_panel(),
     )
     return _dashboard(
         OVERVIEW_UID,
         "Batch operations: overview",
-        "Duration, success rate, outcomes, tokens, cost, errors and stage durations of batch "
-        "operations (generate, execute, review, update-context), from the batch-metrics archive.",
+        "Duration, success rate, outcomes, tokens, cost, errors, stage durations and parallel "
+        "efficiency of batch operations (generate, execute, review, update-context), from the "
+        "batch-metrics archive.",
         layout,
         thresholds=thresholds,
         refresh="5m",

@@ -13,6 +13,7 @@ from typing import Any, Final, Literal
 __all__ = [
     "DATASOURCE",
     "DATASOURCE_UID",
+    "FULL_WIDTH",
     "Layout",
     "Panel",
     "Query",

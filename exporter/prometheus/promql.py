@@ -18,6 +18,7 @@ __all__ = [
     "alert_expr",
     "cost_usd_per_run",
     "mean_duration",
+    "parallel_efficiency",
     "recorded_name",
     "stalled_task_expr",
     "success_rate",
@@ -49,6 +50,17 @@ def success_rate(window: str | None) -> str:
     successful = _over('batch_items_total{outcome="success"}', window)
     every = _over("batch_items_total", window)
     return f"{_sum_by_operation(successful)} / {_sum_by_operation(every)}"
+
+
+def parallel_efficiency(window: str | None) -> str:
+    """Parallel efficiency per operation: item seconds over wall seconds (1.0 = no speed-up).
+
+    The time-weighted figure ``trends`` reports as ``overall_efficiency`` (exporter.stats). A
+    signal to watch, not a bottleneck: no threshold, no alert.
+    """
+    work = _over("batch_item_work_seconds_total", window)
+    wall = _over("batch_operation_duration_seconds_sum", window)
+    return f"{_sum_by_operation(work)} / {_sum_by_operation(wall)}"
 
 
 def _per_run(expr: str, window: str | None) -> str:

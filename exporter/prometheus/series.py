@@ -16,6 +16,10 @@ Choices where the record leaves room (documented in docs/prometheus.md):
   success over all items, has the same denominator as ``trends`` (``total_items``).
 * A run without ``duration_seconds`` is counted but not observed in the duration histogram (as
   ``trends`` leaves it out of the mean); its completion time is its start.
+* ``batch_item_work_seconds_total`` gains ``duration_seconds x parallel_efficiency`` (the run's
+  summed item seconds) when the record has both, else nothing: a run that recorded no item time
+  counts as no work, as the instrumentation counts it, so that item work over the duration
+  histogram's sum is the parallel efficiency ``trends`` reports as its overall figure.
 * Token counts come per model (``by_model``); a record with totals only is counted under
   ``model="unknown"``. Cost is counted for priced models only (unpriced is not $0).
 """
@@ -38,6 +42,7 @@ __all__ = [
     "ERRORS",
     "FAMILIES",
     "ITEMS",
+    "ITEM_WORK",
     "LAST_COMPLETION",
     "LAST_SUCCESS",
     "NANO",
@@ -101,6 +106,13 @@ STAGE_DURATION: Final = Family(
     (_OP, sc.LABEL_STAGE),
     NANO,
 )
+ITEM_WORK: Final = Family(
+    "batch_item_work_seconds",
+    "counter",
+    "Seconds of item work, summed over items (over the runs' wall time: parallel efficiency).",
+    (_OP,),
+    NANO,
+)
 TOKENS: Final = Family(
     "batch_tokens",
     "counter",
@@ -137,6 +149,7 @@ FAMILIES: Final[tuple[Family, ...]] = (
     OPERATIONS,
     ITEMS,
     STAGE_DURATION,
+    ITEM_WORK,
     TOKENS,
     COST,
     ERRORS,
@@ -235,6 +248,9 @@ def _usage(s: RecordSummary) -> Iterator[tuple[Family, LabelValues, int]]:
 def _counters(s: RecordSummary, outcome: str) -> Iterator[tuple[Family, LabelValues, int]]:
     yield OPERATIONS, (s.operation, outcome), 1
     yield from _items(s)
+    if s.duration_seconds is not None and s.parallel_efficiency is not None:
+        work = s.duration_seconds * s.parallel_efficiency
+        yield ITEM_WORK, (s.operation,), scaled(work, ITEM_WORK.scale)
     yield from _usage(s)
     for error_type in s.error_types:
         yield ERRORS, (s.operation, _label(error_type)), 1
@@ -243,8 +259,8 @@ def _counters(s: RecordSummary, outcome: str) -> Iterator[tuple[Family, LabelVal
 def contributions(s: RecordSummary) -> Contribution:
     """Everything record ``s`` adds to the metrics, at its completion time.
 
-    Raises ValueError for a record whose figures cannot be counted (a duration or cost so large
-    that it has no finite value in nano-units, a completion time past any clock).
+    Raises ValueError for a record whose figures cannot be counted (a duration, item work or cost
+    so large that it has no finite value in nano-units, a completion time past any clock).
     """
     outcome = operation_outcome(s)
     op = s.operation

@@ -26,7 +26,15 @@ import yaml
 from exporter.archive import write_record
 from exporter.cli import main as cli_main
 from exporter.index import ArchiveIndex
-from exporter.model import BatchRecord, ErrorEntry, Metrics, ModelUsage, StageDuration, TokenUsage
+from exporter.model import (
+    BatchRecord,
+    ErrorEntry,
+    Metrics,
+    ModelUsage,
+    OptimizationMetrics,
+    StageDuration,
+    TokenUsage,
+)
 from exporter.prometheus.server import MetricsServer, build_registry
 from tests.support.servers import Server, require_binary, running, start_prometheus
 
@@ -46,7 +54,8 @@ RULES_FILE: Final = REPO / "prometheus" / "rules" / "batch-metrics.rules.yml"
 
 @dataclass(frozen=True)
 class RunPlan:
-    """One operation's runs: durations (None: not recorded) and per-run item counts."""
+    """One operation's runs: durations (None: not recorded), per-run item counts and parallel
+    efficiencies (per run, None or missing: not recorded)."""
 
     durations: tuple[float | None, ...]
     total: int
@@ -56,22 +65,51 @@ class RunPlan:
     input_tokens: int
     output_tokens: int
     cost_usd: float | None
+    efficiencies: tuple[float | None, ...] = ()
 
 
 # Per operation; the comments say which thresholds (exporter/data/thresholds.yaml) it breaches.
 PLAN: Final[dict[str, RunPlan]] = {
     # nothing: mean 300 s, all items succeed, 24k tokens and $0.25 per run
     "generate": RunPlan(
-        (250.5, 300.25, 349.25, 280.0, 320.0, 300.0), 10, 10, 0, 0, 20_000, 4_000, 0.25
+        (250.5, 300.25, 349.25, 280.0, 320.0, 300.0),
+        10,
+        10,
+        0,
+        0,
+        20_000,
+        4_000,
+        0.25,
+        (2.5, 1.75, 3.0, 2.25, 2.0, 2.5),
     ),
-    # long_duration (mean 1800 s), high_failure_rate (80 %), tokens (160k) and cost ($1.50)
+    # long_duration (mean 1800 s), high_failure_rate (80 %), tokens (160k) and cost ($1.50);
+    # one run without item time (its wall time counts, its work does not)
     "execute": RunPlan(
-        (1500.125, 2100.875, 1800.0, 1750.5, 1849.5, 1799.0), 10, 8, 1, 1, 130_000, 30_000, 1.5
+        (1500.125, 2100.875, 1800.0, 1750.5, 1849.5, 1799.0),
+        10,
+        8,
+        1,
+        1,
+        130_000,
+        30_000,
+        1.5,
+        (1.25, 1.5, None, 1.0, 1.125, 1.375),
     ),
-    # high_failure_rate only (70 %); one run without a duration; a model without a price
-    "review": RunPlan((120.0, 250.0, None, 180.5, 220.25, 199.75), 10, 7, 3, 0, 5_000, 1_000, None),
+    # high_failure_rate only (70 %); one run without a duration (so its efficiency is in the
+    # per-run mean but not in the time-weighted figure); a model without a price
+    "review": RunPlan(
+        (120.0, 250.0, None, 180.5, 220.25, 199.75),
+        10,
+        7,
+        3,
+        0,
+        5_000,
+        1_000,
+        None,
+        (1.5, 2.0, 2.5, 1.0, 1.25, 0.75),
+    ),
     # long_duration only (mean 900 s); 19 of 20 items counted as successes, one not counted
-    # at all (outcome="unknown" in Prometheus): 95 %
+    # at all (outcome="unknown" in Prometheus): 95 %; no item time recorded
     "update-context": RunPlan(
         (700.0, 1100.0, 900.0, 850.0, 950.0, 900.0), 20, 19, 0, 0, 8_000, 2_000, 0.05
     ),
@@ -81,6 +119,7 @@ RUN_SPACING: Final = 1800.0  # seconds between the completions of consecutive ru
 
 def _record(op: str, plan: RunPlan, n: int, end: float) -> BatchRecord:
     duration = plan.durations[n]
+    efficiency = plan.efficiencies[n] if n < len(plan.efficiencies) else None
     start = end - (duration or 0.0)
     errors = [
         ErrorEntry(item_id=f"PRP-{n}.{i}", error_type="TimeoutError") for i in range(plan.failure)
@@ -118,6 +157,9 @@ def _record(op: str, plan: RunPlan, n: int, end: float) -> BatchRecord:
             ],
             errors=errors or None,
         ),
+        optimization_metrics=None
+        if efficiency is None
+        else OptimizationMetrics(parallel_efficiency=efficiency),
         run_id=f"designed-{op}-{n}",
         status=status if op != "update-context" else None,  # derived from counts there
         source="instrumentation",
