@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from exporter.commands._options import add_archive_option, port_number
 from exporter.errors import CommandError
 from exporter.index import ArchiveIndex
 from exporter.paths import DEFAULT_ARCHIVE
@@ -38,16 +39,6 @@ _log = logging.getLogger(__name__)
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(_ENV_PREFIX + name) or default
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port {port} is outside 0..65535")
-    return port
 
 
 def _seconds(text: str) -> float:
@@ -94,12 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "  batch-metrics serve\n"
         "  batch-metrics serve --bind 0.0.0.0 --port 9477 --web.config.file web.yml"
     )
-    parser.add_argument(
-        "--archive",
-        type=Path,
-        default=Path(_env("ARCHIVE", str(DEFAULT_ARCHIVE))),
-        help="archive directory (default: %(default)s)",
-    )
+    add_archive_option(parser, default=Path(_env("ARCHIVE", str(DEFAULT_ARCHIVE))))
     parser.add_argument(
         "--orchestration-dir",
         type=Path,
@@ -113,8 +99,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--port",
-        type=_port,
-        default=_port(_env("PORT", str(DEFAULT_PORT))),
+        type=port_number,
+        default=port_number(_env("PORT", str(DEFAULT_PORT))),
         help="port to listen on, 0 for any free one (default: %(default)s)",
     )
     parser.add_argument(

@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from exporter.commands._options import fixed_port_number
 from exporter.errors import CommandError
 from exporter.stack import DEFAULT_PORTS, StackError, StackOptions, start_stack
 
@@ -31,12 +32,6 @@ def _duration(text: str) -> str:
     if not _DURATION.match(text):
         raise argparse.ArgumentTypeError(f"not a Prometheus duration like 15s or 1m: {text!r}")
     return text
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
-    return int(text)
 
 
 def _default_state_dir() -> Path:
@@ -69,7 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="rendered configs and data (default: $XDG_STATE_HOME/batch-metrics/stack)",
     )
     for name, port in DEFAULT_PORTS.items():
-        parser.add_argument(f"--{name}-port", type=_port, default=port, help=f"(default: {port})")
+        parser.add_argument(
+            f"--{name}-port", type=fixed_port_number, default=port, help=f"(default: {port})"
+        )
     parser.add_argument("--no-pushgateway", action="store_true", help="run without the Pushgateway")
     parser.add_argument(
         "--scrape-interval", type=_duration, help="override prometheus.yml's (e.g. 1s for a demo)"
