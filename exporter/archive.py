@@ -34,7 +34,7 @@ from exporter.model import (
     dump_record,
     parse_record,
 )
-from exporter.paths import DEFAULT_ARCHIVE
+from exporter.paths import DEFAULT_ARCHIVE, RECORD_GLOB, is_record_name
 
 __all__ = [
     "DEFAULT_ARCHIVE",
@@ -54,7 +54,6 @@ __all__ = [
     "write_record",
 ]
 
-RECORD_GLOB: Final = "batch-*.json"
 # Temporary files of an atomic write; a writer killed mid-write leaves one behind, which no
 # reader mistakes for a record (the name does not match RECORD_GLOB) and `recover` removes.
 TEMP_PREFIX: Final = ".tmp-"
@@ -163,7 +162,7 @@ def _parse_bytes(path: Path, data: bytes) -> BatchRecord:
 def list_record_files(archive: Path) -> list[Path]:
     """Every ``batch-*.json`` file directly in the archive (sorted by name)."""
     try:
-        return sorted(p for p in archive.glob(RECORD_GLOB) if not p.name.startswith("."))
+        return sorted(p for p in archive.glob(RECORD_GLOB) if is_record_name(p.name))
     except OSError as exc:
         raise ArchiveError(f"cannot list archive {archive}: {exc.strerror or exc}") from exc
 

@@ -45,6 +45,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
+from exporter.paths import is_record_name
+
 if TYPE_CHECKING:
     from exporter.model import BatchRecord
 
@@ -63,7 +65,12 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 ENV_INDEX: Final = "BATCH_METRICS_INDEX"
-_FORMAT_VERSION: Final = 3  # bump when RecordSummary or the tables change
+_FORMAT_VERSION: Final = 4  # bump when RecordSummary or the tables change
+# (size, mtime_ns, inode) of a record file: what tells the index a file changed.
+FileIdentity = tuple[int, int, int]
+# A directory mtime younger than this may not show a change made within the same tick.
+_MTIME_SETTLE_NS: Final = 2_000_000_000
+_UNSETTLED: Final = -2  # stored instead of such an mtime: it never matches a real one
 
 
 class ModelTokens(NamedTuple):
@@ -201,12 +208,15 @@ class RefreshResult:
     removed: tuple[RecordSummary, ...] = ()
     invalid: dict[str, str] = field(default_factory=dict)  # file name -> reason, all known now
     newly_invalid: dict[str, str] = field(default_factory=dict)
+    # Another process changed rows this instance had reported: consumers that apply the
+    # deltas (added/removed) must rebuild from summaries() instead.
+    reset: bool = False
     scanned_files: int = 0
     seconds: float = 0.0
 
     @property
     def changed(self) -> bool:
-        return bool(self.added or self.removed or self.newly_invalid)
+        return bool(self.added or self.removed or self.newly_invalid or self.reset)
 
 
 # The scalar fields of RecordSummary, stored as columns, in field order (between ``file`` and
@@ -228,6 +238,7 @@ CREATE TABLE IF NOT EXISTS files (
     name TEXT NOT NULL UNIQUE,
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
     invalid_reason TEXT,
     {", ".join(f"{c} {_column_type(c)}" for c in _SCALARS)},
     nested TEXT
@@ -256,15 +267,11 @@ _SELECT_ONE: Final = (
     "WHERE name=? AND invalid_reason IS NULL"
 )
 _SELECT_MANY: Final = f"SELECT name, {_COLUMNS}, nested FROM files f WHERE "  # noqa: S608
-_PLACEHOLDERS: Final = ", ".join("?" * (len(_SCALARS) + 6))
+_PLACEHOLDERS: Final = ", ".join("?" * (len(_SCALARS) + 7))
 _INSERT: Final = (
-    "INSERT INTO files (id, name, size, mtime_ns, invalid_reason, "  # noqa: S608
+    "INSERT INTO files (id, name, size, mtime_ns, inode, invalid_reason, "  # noqa: S608
     f"{_COLUMNS}, nested) VALUES ({_PLACEHOLDERS})"
 )
-
-
-def _is_record_name(name: str) -> bool:
-    return name.startswith("batch-") and name.endswith(".json")
 
 
 def _nested_json(s: RecordSummary) -> str | None:
@@ -289,11 +296,13 @@ def _from_row(row: Sequence[Any]) -> RecordSummary:
     )
 
 
-def default_index_path(archive: Path) -> Path | None:
+def default_index_path(archive: Path, *, purpose: str = "") -> Path | None:
     """Where the index of ``archive`` lives unless told otherwise.
 
     ``$BATCH_METRICS_INDEX`` if set, else the user's cache directory, keyed by the archive's
-    absolute path; ``None`` (an in-memory index) when no cache directory is writable. Not inside
+    absolute path and ``purpose`` (a consumer that follows the index's deltas, like ``serve``,
+    keeps a file of its own); ``None`` (an in-memory index) when no cache directory is
+    writable. Not inside
     the archive: SQLite's journal files would change the directory's mtime, which is how the
     index notices new records, and the archive may be mounted read-only.
     """
@@ -305,7 +314,8 @@ def default_index_path(archive: Path) -> Path | None:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
-    return cache / f"index-{digest}.sqlite" if os.access(cache, os.W_OK) else None
+    name = f"index-{digest}{'-' + purpose if purpose else ''}.sqlite"
+    return cache / name if os.access(cache, os.W_OK) else None
 
 
 class ArchiveIndex:
@@ -315,7 +325,7 @@ class ArchiveIndex:
         self.archive = Path(archive)
         self._lock = threading.Lock()
         self._dir_mtime_ns: int | None = None
-        self._known: dict[str, tuple[int, int]] | None = None  # name -> (size, mtime_ns)
+        self._known: dict[str, FileIdentity] | None = None  # name -> (size, mtime_ns, inode)
         self._invalid: dict[str, str] | None = None  # name -> reason
         self.generation = 0  # increases whenever the indexed content changes
         path = db_path if db_path is not None else default_index_path(self.archive)
@@ -394,9 +404,9 @@ class ArchiveIndex:
                 return RefreshResult(invalid=dict(self._invalid_cache()))
             if self._known is None:
                 self._known = {
-                    name: (size, mtime)
-                    for name, size, mtime in self._db.execute(
-                        "SELECT name, size, mtime_ns FROM files"
+                    name: (size, mtime, inode)
+                    for name, size, mtime, inode in self._db.execute(
+                        "SELECT name, size, mtime_ns, inode FROM files"
                     )
                 }
             known = self._known
@@ -405,36 +415,45 @@ class ArchiveIndex:
                 names: AbstractSet[str] = stats.keys()
                 to_read = [n for n, st in stats.items() if known.get(n) != st]
             else:
-                # Every name, unfiltered: set differences run in C, and only the few new names
-                # need the record-name test (filtering 100k names first costs ~0.1 s).
-                names = set(os.listdir(self.archive)) if dir_mtime != -1 else set()  # noqa: PTH208
-                to_read = [n for n in names - known.keys() if _is_record_name(n)]
+                # New names, and names that now belong to another file: an atomic writer
+                # replaces a record by renaming a new file (a new inode) over it. readdir gives
+                # the inode without a stat; only a rewrite in place needs the full refresh.
+                inodes = self._list_inodes() if dir_mtime != -1 else {}
+                names = inodes.keys()
+                to_read = [n for n, ino in inodes.items() if n not in known or known[n][2] != ino]
             gone = list(known.keys() - names)
-            scanned = len(known) - len(gone) + sum(n not in known for n in to_read)
-            result = self._apply(to_read, gone, scanned, started, dir_mtime)
+            # A directory modified within the last moments may change again within the same
+            # mtime tick (coarse on some filesystems): do not trust that mtime next time.
+            if time.time_ns() - dir_mtime < _MTIME_SETTLE_NS:
+                dir_mtime = _UNSETTLED
+            result = self._apply(to_read, gone, len(names), started, dir_mtime)
             self._dir_mtime_ns = dir_mtime
             if result.changed:
                 self.generation += 1
             return result
 
-    def _list_with_stats(self) -> dict[str, tuple[int, int]]:
-        found: dict[str, tuple[int, int]] = {}
+    def _list_with_stats(self) -> dict[str, FileIdentity]:
+        found: dict[str, FileIdentity] = {}
         with os.scandir(self.archive) as entries:
             for e in entries:
-                if _is_record_name(e.name):
+                if is_record_name(e.name):
                     try:
                         st = e.stat(follow_symlinks=False)
                     except OSError:
                         continue
-                    found[e.name] = (st.st_size, st.st_mtime_ns)
+                    found[e.name] = (st.st_size, st.st_mtime_ns, st.st_ino)
         return found
 
-    def _stat(self, name: str) -> tuple[int, int] | None:
+    def _list_inodes(self) -> dict[str, int]:
+        with os.scandir(self.archive) as entries:
+            return {e.name: e.inode() for e in entries if is_record_name(e.name)}
+
+    def _stat(self, name: str) -> FileIdentity | None:
         try:
             st = (self.archive / name).lstat()
         except OSError:
             return None
-        return (st.st_size, st.st_mtime_ns)
+        return (st.st_size, st.st_mtime_ns, st.st_ino)
 
     def _apply(
         self,
@@ -451,7 +470,7 @@ class ArchiveIndex:
         invalid = self._invalid_cache()
         added: list[RecordSummary] = []
         newly_invalid: dict[str, str] = {}
-        stored: dict[str, tuple[int, int]] = {}
+        stored: dict[str, FileIdentity] = {}
         vanished: list[str] = []
         for name in sorted(to_read):  # parse outside the write transaction
             path = self.archive / name
@@ -466,12 +485,12 @@ class ArchiveIndex:
                 stored[name] = status
                 continue
             added.append(summarize(record, name))
-            stored[name] = (st.st_size, st.st_mtime_ns)
+            stored[name] = (st.st_size, st.st_mtime_ns, st.st_ino)
         replaced = [n for n in (*gone, *vanished, *stored) if n in known]
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            removed = self._get_many(replaced)
+            removed, reset = self._replaced_rows(replaced, known)
             # Everything about these names goes, also rows another process indexed meanwhile.
             dropped = [(n,) for n in (*gone, *vanished, *stored)]
             for table in _CHILD_TABLES:
@@ -531,17 +550,32 @@ class ArchiveIndex:
             removed=tuple(removed),
             invalid=dict(invalid),
             newly_invalid=newly_invalid,
+            reset=reset,
             scanned_files=scanned,
             seconds=time.perf_counter() - started,
         )
 
-    def _get_many(self, names: Sequence[str]) -> list[RecordSummary]:
-        found = []
+    def _replaced_rows(
+        self, names: Sequence[str], known: dict[str, FileIdentity]
+    ) -> tuple[list[RecordSummary], bool]:
+        """The summaries being replaced, and whether they are not what this instance reported.
+
+        Another process sharing the index file may have re-indexed or dropped a name since;
+        then the rows no longer say what this instance's consumers counted, and the deltas of
+        this refresh cannot correct them: the result says ``reset``.
+        """
+        found: list[RecordSummary] = []
+        reset = False
         for name in names:
+            identity = self._db.execute(
+                "SELECT size, mtime_ns, inode FROM files WHERE name=?", (name,)
+            ).fetchone()
+            if identity is None or tuple(identity) != known.get(name):
+                reset = True
             row = self._db.execute(_SELECT_ONE, (name,)).fetchone()
             if row is not None:
                 found.append(_from_row(row))
-        return found
+        return found, reset
 
     def _invalid_cache(self) -> dict[str, str]:
         if self._invalid is None:

@@ -259,3 +259,40 @@ def test_concurrent_refreshes_of_one_index_file_agree(archive: Path, tmp_path: P
         assert idx.select("SELECT count(*) FROM models") == [(40,)]
         assert idx.select("SELECT count(*) FROM errors") == [(40,)]
         idx.close()
+
+
+def test_a_record_replaced_under_its_name_is_seen_without_a_full_refresh(archive: Path) -> None:
+    """The atomic writer renames a new file over the old one: same name, new inode."""
+    write_record(archive, make_record("1", success=3, failure=1))
+    with ArchiveIndex(archive) as idx:
+        idx.refresh()
+        write_record(archive, make_record("1", success=4, failure=0))  # same run: replaced
+        result = idx.refresh()
+        assert [s.success_count for s in result.removed] == [3]
+        assert [s.success_count for s in result.added] == [4]
+        assert [s.success_count for s in idx.summaries()] == [4]
+
+
+def test_a_directory_changed_within_its_mtime_tick_is_listed_again(archive: Path) -> None:
+    write_record(archive, make_record("1"))
+    with ArchiveIndex(archive) as idx:
+        idx.refresh()  # the directory was modified just now: its mtime is not trusted yet
+        mtime = archive.stat().st_mtime_ns
+        write_record(archive, make_record("2", minutes=1))
+        os.utime(archive, ns=(mtime, mtime))  # as if both changes fell in one coarse tick
+        assert [s.batch_id for s in idx.refresh().added] == ["2"]
+
+
+def test_deltas_are_flagged_when_another_process_changed_the_index(
+    archive: Path, tmp_path: Path
+) -> None:
+    write_record(archive, make_record("1"))
+    write_record(archive, make_record("2", minutes=1))
+    db = tmp_path / "shared.sqlite"
+    with ArchiveIndex(archive, db_path=db) as mine, ArchiveIndex(archive, db_path=db) as theirs:
+        mine.refresh()
+        (archive / "batch-2-execute.json").unlink()
+        theirs.refresh()  # drops batch 2 first: my next refresh finds no row to report removed
+        result = mine.refresh()
+        assert result.reset
+        assert [s.batch_id for s in mine.summaries()] == ["1"]

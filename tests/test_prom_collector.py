@@ -420,3 +420,24 @@ def test_concurrent_scrapes_share_one_archive_refresh(tmp_path: Path) -> None:
     assert calls == [False]
     assert collector.status.records == 2
     index.close()
+
+
+def test_the_collector_recounts_when_another_process_changed_its_index(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    write_record(archive, rec("1"))
+    write_record(archive, rec("2", start=T0.replace(hour=10)))
+    db = tmp_path / "shared.sqlite"
+    with ArchiveIndex(archive, db_path=db) as mine, ArchiveIndex(archive, db_path=db) as theirs:
+        collector = ArchiveCollector(mine)
+        assert collector.update().records == 2
+        (archive / "batch-2-execute.json").unlink()
+        theirs.refresh()
+        assert collector.update().records == 1
+        registry = CollectorRegistry()
+        registry.register(collector)
+        assert (
+            registry.get_sample_value(
+                "batch_operations_total", {"operation": "execute", "outcome": "partial"}
+            )
+            == 1.0
+        )

@@ -25,7 +25,7 @@ from types import FrameType
 
 from exporter.commands._options import add_archive_option, port_number
 from exporter.errors import CommandError
-from exporter.index import ArchiveIndex
+from exporter.index import ArchiveIndex, default_index_path
 from exporter.paths import DEFAULT_ARCHIVE
 from exporter.prometheus.live import DEFAULT_ORCHESTRATION_DIR
 from exporter.prometheus.server import DEFAULT_PORT, Limits, MetricsServer, build_registry
@@ -148,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
             "metrics (see --web.config.file)",
             args.bind,
         )
-    index = ArchiveIndex(archive)
+    # An index of its own: its running totals follow the index's deltas, which another
+    # process refreshing a shared index file would consume first.
+    index = ArchiveIndex(archive, default_index_path(archive, purpose="serve"))
     registry, collector = build_registry(index, args.orchestration_dir)
     try:
         server = MetricsServer.start(

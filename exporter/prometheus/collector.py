@@ -130,6 +130,10 @@ class ArchiveCollector(Collector):
         self._families = None
 
     def _apply(self, result: RefreshResult) -> None:
+        if result.reset:  # the index changed under us: the deltas cannot be trusted
+            _log.info("index of %s changed by another process: recounting", self.index.archive)
+            self._load_cold()
+            return
         aggregates = self._aggregates
         assert aggregates is not None
         if result.added or result.removed:
