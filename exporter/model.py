@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from functools import cache
 from typing import Annotated, Any, Final, Literal
 
 from dateutil import parser as date_parser
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -28,7 +29,7 @@ from pydantic import (
 )
 
 from exporter.errors import UserError, describe_validation_error
-from instrumentation.semconv import Operation
+from instrumentation.semconv import Operation, OperationOutcome
 
 __all__ = [
     "BATCH_ID_MAX_LENGTH",
@@ -49,6 +50,7 @@ __all__ = [
     "describe_validation_error",
     "dump_record",
     "parse_record",
+    "record_status",
 ]
 
 BATCH_ID_MAX_LENGTH: Final = 64
@@ -58,6 +60,17 @@ _RUN_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 RecordSource = Literal["instrumentation", "orchestrator", "prp", "git"]
 RecordStatus = Literal["completed", "partial", "failed", "crashed"]
 CostSource = Literal["provider", "estimate", "mixed", "unpriced"]
+
+_STATUS_BY_OUTCOME: Final[dict[OperationOutcome, RecordStatus]] = {
+    "success": "completed",
+    "partial": "partial",
+    "failure": "failed",
+}
+
+
+def record_status(outcome: OperationOutcome) -> RecordStatus:
+    """The record status of a finished run with this outcome (:func:`semconv.run_outcome`)."""
+    return _STATUS_BY_OUTCOME[outcome]
 
 
 class InvalidBatchId(UserError, ValueError):
@@ -110,7 +123,19 @@ def _parse_timestamp(value: Any) -> Any:
     return value
 
 
-Timestamp = Annotated[datetime, BeforeValidator(_parse_timestamp)]
+def _fixed_offset(value: datetime) -> datetime:
+    """Keep the offset, drop the zone rules: what a record can store and read back.
+
+    A time in a named zone (say 02:00 in a DST gap) would otherwise compare unequal to the
+    same instant read back from the file with its fixed offset.
+    """
+    offset = value.utcoffset()
+    if offset is None or isinstance(value.tzinfo, timezone):
+        return value
+    return value.replace(tzinfo=timezone(offset), fold=0)
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_parse_timestamp), AfterValidator(_fixed_offset)]
 # Upper bounds keep absurd values out of the index (SQLite integers are 64-bit) and out of
 # date arithmetic: 2**53 is the largest count a JSON reader keeps exactly, 1e9 s is 31 years.
 MAX_COUNT: Final = 2**53

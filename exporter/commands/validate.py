@@ -69,12 +69,14 @@ def check_paths(paths: list[Path]) -> list[Finding]:
     for path in paths:
         try:
             path.lstat()
-        except OSError as exc:  # absent, or a name the OS cannot even look up
+        except (OSError, ValueError) as exc:  # absent, or a name the OS cannot look up
             shown = str(path) if len(str(path)) <= 80 else f"{str(path)[:77]}..."
-            reason = (
-                " does not exist" if isinstance(exc, FileNotFoundError) else f": {exc.strerror}"
-            )
-            raise CommandError(f"{shown}{reason}", EXIT_MISSING) from exc
+            if isinstance(exc, FileNotFoundError):
+                message = f"{shown} does not exist"
+            else:  # too long (OSError), a NUL byte in it (ValueError), ...
+                why = getattr(exc, "strerror", None) or exc
+                message = f"{shown!r} is not a usable path ({why})"
+            raise CommandError(message, EXIT_MISSING) from exc
     findings: list[Finding] = []
     for path in paths:
         files = list_record_files(path) if path.is_dir() else [path]
