@@ -30,13 +30,14 @@ from exporter.model import (
     RecordStatus,
     StageDuration,
     TokenUsage,
+    record_status,
 )
 from exporter.pricing import PricingTable, combine_sources
 from exporter.sources import SourceError
 from exporter.sources.git import Commit, batch_commits
 from exporter.sources.orchestrator import OrchestratorBatch, Task, parse_time, read_batch
 from exporter.sources.prp import Prp, find_batch_prps
-from instrumentation.semconv import Operation
+from instrumentation.semconv import Operation, run_outcome
 
 __all__ = ["Analysis", "Outcome", "analyze_batch", "run_id_for", "save_analysis"]
 
@@ -91,10 +92,8 @@ class Outcome:
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _counts_status(success: int, failure: int, partial: int, total: int) -> RecordStatus:
-    if total and success == total:
-        return "completed"
-    return "failed" if success == 0 and partial == 0 else "partial"
+def _counts_status(success: int, partial: int, total: int) -> RecordStatus:
+    return record_status(run_outcome(total, success, partial, body_failed=False))
 
 
 def _span(times: Iterable[datetime]) -> float | None:
@@ -262,7 +261,7 @@ def _from_orchestrator(
         if efficiency is not None
         else None,
         run_id=run_id_for(batch_id, operation),
-        status=_counts_status(success, failure, partial, len(tasks)),
+        status=_counts_status(success, partial, len(tasks)),
         source="orchestrator",
         notes=notes or None,
     )
@@ -383,7 +382,7 @@ def _from_prps(
             errors=errors,
         ),
         run_id=run_id_for(batch_id, operation),
-        status=_counts_status(success, failure, partial, len(prps)),
+        status=_counts_status(success, partial, len(prps)),
         source="prp",
         notes=notes,
     )

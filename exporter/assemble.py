@@ -44,6 +44,7 @@ from exporter.model import (
     RecordStatus,
     StageDuration,
     TokenUsage,
+    record_status,
 )
 from exporter.pricing import PricingTable, combine_sources, default_pricing
 from instrumentation import semconv as sc
@@ -53,11 +54,6 @@ __all__ = ["AssembleError", "assemble"]
 UNKNOWN_MODEL: Final = "unknown"
 _NS: Final = 1e9
 _ROUND: Final = 6
-_STATUS_BY_OUTCOME: Final[dict[str, RecordStatus]] = {
-    "success": "completed",
-    "partial": "partial",
-    "failure": "failed",
-}
 
 
 class AssembleError(ValueError):
@@ -328,16 +324,6 @@ def _token_usage(
     return usage, per_stage
 
 
-def _derive_status(body_failed: bool, total: int, success: int, partial: int) -> RecordStatus:
-    if body_failed:
-        return "failed"
-    if total in (0, success):
-        return "completed"
-    if success == 0 and partial == 0:
-        return "failed"
-    return "partial"
-
-
 def assemble(
     spans: Sequence[ReadableSpan],
     *,
@@ -385,12 +371,10 @@ def assemble(
     end_ns = root.end_time if crashed_at is None else max(crashed_at, start_ns)
     wall = _seconds(start_ns, end_ns)
     efficiency = round(sum(attempt_seconds) / wall, 4) if attempt_seconds and wall else None
-    outcome = _str(root_attrs.get(sc.ATTR_OUTCOME))
-    status = (
+    status: RecordStatus = (
         "crashed"
         if crashed_at is not None
-        else _STATUS_BY_OUTCOME.get(outcome or "")
-        or _derive_status(body_failed, total, counts["success"], counts["partial"])
+        else record_status(sc.run_outcome(total, counts["success"], counts["partial"], body_failed))
     )
     root_context = root.context
     assert root_context is not None  # checked by _find_root

@@ -59,14 +59,18 @@ API
 - :func:`batch` ``(batch_id, operation, *, run_id=None, total_items=None, tracer_provider=None,
   meter_provider=None)``: one operation run (``generate``, ``execute``, ``review``,
   ``update-context``). Its outcome is success if every item succeeded, partial if some did,
-  failure if none did or the body raised. Records ``batch.operation.duration``,
-  ``batch.operations``, ``batch.operations.running`` and the last completion/success times.
+  failure if none did (even partly) or the body raised; an item run again counts once, with its
+  last outcome, and announced ``total_items`` that never report are not successes
+  (:func:`semconv.run_outcome`, the rule the exporter applies too). Records
+  ``batch.operation.duration``, ``batch.operations``, ``batch.operations.running`` and the last
+  completion/success times.
 - :class:`traced_stage` ``(stage, name=None)`` / :data:`stage`: a stage, as decorator or
   context manager; records ``batch.stage.duration``.
 - :func:`item` ``(item_id)`` -> :class:`Item` with ``set_outcome(outcome, *, error_type=None,
-  message=None)``; :func:`mark_item`. Records ``batch.items``, ``batch.items.running``,
-  ``batch.item.work`` (the item's seconds, ``duration_seconds`` for :func:`mark_item`) and
-  ``batch.errors`` (by error type: an exception's qualified name, never its message).
+  message=None)``; :func:`mark_item`. Records ``batch.items`` (every attempt),
+  ``batch.items.running``, ``batch.item.work`` (the item's seconds, ``duration_seconds`` for
+  :func:`mark_item`) and ``batch.errors`` (by error type: an exception's qualified name, never
+  its message).
 - :func:`record_tokens` ``(*, input=0, output=0, model, cache_read=0, cost_usd=None)``: a
   ``batch.tokens`` span event on the innermost item, stage or batch, running totals on that
   span (``gen_ai.usage.input_tokens`` / ``output_tokens``) and the ``batch.tokens`` counter.

@@ -75,12 +75,11 @@ class Batch(SyncAndAsyncContext):
 
     @property
     def item_counts(self) -> dict[str, int]:
-        """Items finished so far, by outcome."""
+        """Distinct items finished so far, by their last outcome (a retry replaces an attempt)."""
         state = self._state
         if state is None:
             return dict.fromkeys(semconv.ITEM_OUTCOMES, 0)
-        with state.lock:
-            return dict(state.counts)
+        return state.counts()
 
     def __enter__(self) -> Self:
         if self._entered:
@@ -115,7 +114,15 @@ class Batch(SyncAndAsyncContext):
         tracer = tracer_for(self._tracer_provider)
         instruments = instruments_for(self._meter_provider)
         span = start_span(tracer, f"{semconv.SPAN_BATCH} {self.operation}", attributes)
-        state = BatchState(self.batch_id, self.operation, self.run_id, tracer, instruments, span)
+        state = BatchState(
+            self.batch_id,
+            self.operation,
+            self.run_id,
+            tracer,
+            instruments,
+            span,
+            total_items=self._total_items,
+        )
         self._context_token = activate(span)
         self._scope_token = enter(Scope(state))
         self._state = state

@@ -67,7 +67,7 @@ def _finish_item(
         error_type = truncate(error_type, semconv.MAX_LABEL_LENGTH)
     elif outcome == "failure":
         error_type = semconv.ERROR_TYPE_OTHER
-    batch.count_item(outcome)
+    batch.count_item(state.item_id, outcome)
     if error_type is not None:
         batch.count_error(error_type, exc)
     attributes: dict[str, AttributeValue] = {}

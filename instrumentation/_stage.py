@@ -6,10 +6,10 @@ import functools
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from contextvars import Token
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, ParamSpec, Self, TypeVar, cast
+from typing import Any, Final, ParamSpec, Self, TypeVar, cast
 
 from opentelemetry.context import Context
 from opentelemetry.util.types import AttributeValue
@@ -32,6 +32,15 @@ class _Open:
     scope_token: Token[Scope | None]
     context_token: Token[Context] | None
     started: float
+
+
+# Stages opened by ``with traced_stage(...)`` in this context, innermost last, with the
+# instance that opened each. One instance (a module-level ``S2 = stage(2)``) entered by
+# concurrent threads or tasks thus closes each one's own stage. A tuple, so a context copied
+# into a task or thread never changes ours; one module-level variable, as contextvars advise.
+_OPEN: Final[ContextVar[tuple[tuple[traced_stage, _Open | None], ...]]] = ContextVar(
+    "batch_metrics_open_stages", default=()
+)
 
 
 def _open(stage: int, name: str | None) -> _Open | None:
@@ -84,14 +93,13 @@ class traced_stage(SyncAndAsyncContext):  # lower case: it is used like a functi
     through unchanged.
     """
 
-    __slots__ = ("_active", "name", "stage")
+    __slots__ = ("name", "stage")
 
     def __init__(self, stage: int, name: str | None = None) -> None:
         if isinstance(stage, bool) or not isinstance(stage, int) or stage < 0:
             raise ValueError(f"stage must be a non-negative integer, not {stage!r}")
         self.stage = stage
         self.name = name
-        self._active: list[_Open | None] = []
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
@@ -131,7 +139,7 @@ class traced_stage(SyncAndAsyncContext):  # lower case: it is used like a functi
         return traced
 
     def __enter__(self) -> Self:
-        self._active.append(_open(self.stage, self.name))
+        _OPEN.set((*_OPEN.get(), (self, _open(self.stage, self.name))))
         return self
 
     def __exit__(
@@ -140,7 +148,13 @@ class traced_stage(SyncAndAsyncContext):  # lower case: it is used like a functi
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        _close(self._active.pop() if self._active else None, exc)
+        opened = _OPEN.get()
+        for index in range(len(opened) - 1, -1, -1):
+            owner, entry = opened[index]
+            if owner is self:
+                _OPEN.set(opened[:index] + opened[index + 1 :])
+                _close(entry, exc)
+                return
 
 
 stage = traced_stage

@@ -64,15 +64,26 @@ class BatchState:
     span: Span
     usage: Usage = field(default_factory=Usage)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(semconv.ITEM_OUTCOMES, 0))
+    total_items: int | None = None  # announced by the caller, if it did
+    # Last outcome of each item id: a retry replaces the earlier attempt (the last to end
+    # wins, counted once), as the record does.
+    outcomes: dict[str, semconv.ItemOutcome] = field(default_factory=dict)
     seen_errors: deque[BaseException] = field(
         default_factory=lambda: deque(maxlen=_SEEN_ERRORS_KEPT)
     )
 
-    def count_item(self, outcome: str) -> None:
-        """Count one finished item of the batch."""
+    def count_item(self, item_id: str, outcome: semconv.ItemOutcome) -> None:
+        """Note how item ``item_id`` ended; a later attempt of the same id replaces it."""
         with self.lock:
-            self.counts[outcome] += 1
+            self.outcomes[item_id] = outcome
+
+    def counts(self) -> dict[str, int]:
+        """Distinct items finished so far, by their last outcome (a new dict)."""
+        counts: dict[str, int] = dict.fromkeys(semconv.ITEM_OUTCOMES, 0)
+        with self.lock:
+            for outcome in self.outcomes.values():
+                counts[outcome] += 1
+        return counts
 
     def count_error(self, error_type: str, exc: BaseException | None) -> None:
         """Count an error on the errors metric, once per exception object."""
@@ -88,20 +99,11 @@ class BatchState:
         with self.lock:
             usage.add(input_tokens, output_tokens, cache)
 
-    def outcome(self, failed: bool) -> str:
-        """The run's outcome from its items.
-
-        success if every item succeeded (also when there were none), partial if only some did,
-        failure if none did or the body raised (``failed``).
-        """
-        if failed:
-            return "failure"
-        with self.lock:
-            succeeded = self.counts["success"]
-            total = sum(self.counts.values())
-        if succeeded == total:
-            return "success"
-        return "partial" if succeeded else "failure"
+    def outcome(self, failed: bool) -> semconv.OperationOutcome:
+        """The run's outcome (:func:`semconv.run_outcome`); ``failed``: the body raised."""
+        counts = self.counts()
+        total = max(sum(counts.values()), self.total_items or 0)
+        return semconv.run_outcome(total, counts["success"], counts["partial"], failed)
 
 
 @dataclass(eq=False, slots=True)

@@ -18,9 +18,24 @@ OPERATIONS: Final[tuple[Operation, ...]] = ("generate", "execute", "review", "up
 ItemOutcome = Literal["success", "failure", "partial"]
 ITEM_OUTCOMES: Final[tuple[ItemOutcome, ...]] = ("success", "failure", "partial")
 
-# Outcome of a whole operation run: success when every item succeeded, partial when some did
-# not, failure when none succeeded or the batch body raised.
+# Outcome of a whole operation run; see run_outcome.
 OperationOutcome = Literal["success", "failure", "partial"]
+
+
+def run_outcome(total: int, success: int, partial: int, body_failed: bool) -> OperationOutcome:
+    """The outcome of an operation run from its item counts: the one rule for every source.
+
+    ``total`` is the number of items the run had (the announced total when larger than the
+    number of distinct items seen), ``success`` and ``partial`` how many of them ended so.
+    failure if the body raised (``body_failed``) or no item succeeded even partly; success
+    if every item succeeded (also when there were none); partial otherwise.
+    """
+    if body_failed:
+        return "failure"
+    if success >= total:
+        return "success"
+    return "partial" if success or partial else "failure"
+
 
 TokenType = Literal["input", "output", "cache_read"]
 

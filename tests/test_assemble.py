@@ -251,11 +251,24 @@ def test_batch_body_exception_is_a_failed_run_with_its_error() -> None:
     assert record.metrics.success_count == 1
 
 
-def test_outcome_attribute_on_root_sets_status() -> None:
+def test_status_comes_from_the_counts_not_the_root_outcome_attribute() -> None:
+    t = SpanTree()
+    root = t.batch({sc.ATTR_OUTCOME: "partial"})  # what an attempt-counting writer said
+    t.item(root, "A", 0, 1, "failure", **{sc.ATTR_ERROR_TYPE: "Timeout"})
+    t.item(root, "A", 1, 2)  # the retry succeeds: last outcome wins, counted once
+    t.end(root, 2)
+    record = assemble(t.finished())
+    assert (record.metrics.total_items, record.metrics.success_count) == (1, 1)
+    assert record.status == "completed"
+
+
+def test_only_partly_done_items_are_a_partial_run() -> None:
     t = SpanTree()
     root = t.batch({sc.ATTR_OUTCOME: "failure"})
-    t.end(root, 1)
-    assert assemble(t.finished()).status == "failed"
+    t.item(root, "A", 0, 1, "partial")
+    t.item(root, "B", 0, 1, "failure")
+    t.end(root, 2)
+    assert assemble(t.finished()).status == "partial"
 
 
 def test_items_without_outcome_follow_span_status_and_messages_are_bounded() -> None:

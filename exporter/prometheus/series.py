@@ -157,7 +157,7 @@ FAMILIES: Final[tuple[Family, ...]] = (
     LAST_SUCCESS,
 )
 
-_STATUS_OUTCOME: Final = {
+_STATUS_OUTCOME: Final[dict[str, sc.OperationOutcome]] = {
     "completed": "success",
     "partial": "partial",
     "failed": "failure",
@@ -165,16 +165,14 @@ _STATUS_OUTCOME: Final = {
 }
 
 
-def operation_outcome(s: RecordSummary) -> str:
+def operation_outcome(s: RecordSummary) -> sc.OperationOutcome:
     """The ``outcome`` label of a run: from its status, else from its item counts."""
     if s.status is not None:
         return _STATUS_OUTCOME[s.status]
     success = s.success_count or 0
-    counted = success + (s.failure_count or 0) + (s.partial_count or 0)
-    total = max(s.total_items or 0, counted)
-    if success == total:
-        return "success"
-    return "partial" if success or s.partial_count else "failure"
+    partial = s.partial_count or 0
+    total = max(s.total_items or 0, success + (s.failure_count or 0) + partial)
+    return sc.run_outcome(total, success, partial, body_failed=False)
 
 
 def bucket_index(value: float) -> int:
