@@ -49,6 +49,10 @@ submit it through :class:`ContextThreadPoolExecutor` (or ``loop.run_in_executor`
 wrap it with :func:`propagate`, or use ``asyncio.to_thread``, which copies the context itself.
 Otherwise its items and tokens are not recorded. Tasks of ``asyncio`` need nothing.
 
+A batch whose span does not record (no SDK configured, or its trace sampled out) starts no
+spans for its stages and items, which could not record either; it still counts items, tokens
+and errors on the metrics and works out its outcome, so metrics-only setups lose nothing.
+
 Telemetry never breaks the host: an internal failure (a provider, processor or exporter that
 raises) is logged once per kind on the ``instrumentation`` logger and swallowed; return values
 and exceptions of your code pass through unchanged. ``KeyboardInterrupt``, ``SystemExit`` and

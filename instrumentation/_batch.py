@@ -122,6 +122,7 @@ class Batch(SyncAndAsyncContext):
             instruments,
             span,
             total_items=self._total_items,
+            recording=span.is_recording(),
         )
         self._context_token = activate(span)
         self._scope_token = enter(Scope(state))

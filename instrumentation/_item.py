@@ -16,9 +16,9 @@ from instrumentation._guard import logger, report_bad_argument, report_internal_
 from instrumentation._spans import (
     activate,
     bounded_message,
+    child_span,
     deactivate,
     end_span,
-    start_span,
     truncate,
 )
 from instrumentation._state import CURRENT, ItemState, Scope, enter, leave
@@ -34,14 +34,21 @@ def _check_outcome(outcome: str) -> semconv.ItemOutcome:
 
 
 def _start_item(scope: Scope, item_id: str, start_time: int | None = None) -> ItemState:
-    attributes: dict[str, AttributeValue] = {
-        semconv.ATTR_KIND: semconv.KIND_ITEM,
-        semconv.ATTR_ITEM_ID: item_id,
-    }
-    if scope.stage is not None:
-        attributes[semconv.ATTR_STAGE] = scope.stage.stage
-    span = start_span(
-        scope.batch.tracer, f"{semconv.SPAN_ITEM} {item_id}", attributes, start_time=start_time
+    def attributes() -> dict[str, AttributeValue]:
+        found: dict[str, AttributeValue] = {
+            semconv.ATTR_KIND: semconv.KIND_ITEM,
+            semconv.ATTR_ITEM_ID: item_id,
+        }
+        if scope.stage is not None:
+            found[semconv.ATTR_STAGE] = scope.stage.stage
+        return found
+
+    span = child_span(
+        scope.batch.recording,
+        scope.batch.tracer,
+        f"{semconv.SPAN_ITEM} {item_id}",
+        attributes,
+        start_time=start_time,
     )
     return ItemState(scope.batch, scope.stage, item_id, span)
 

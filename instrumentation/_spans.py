@@ -57,8 +57,31 @@ def start_span(
         return trace.INVALID_SPAN
 
 
+def child_span(
+    batch_recording: bool,
+    tracer: Tracer,
+    name: str,
+    attributes: Callable[[], Attributes],
+    *,
+    start_time: int | None = None,
+) -> Span:
+    """A stage's or item's span: started only when its batch records (else the invalid span).
+
+    ``attributes`` is called only then, so an untraced batch builds none.
+    """
+    if not batch_recording:
+        return trace.INVALID_SPAN
+    return start_span(tracer, name, attributes(), start_time=start_time)
+
+
 def activate(span: Span) -> Token[Context] | None:
-    """Make ``span`` the current span; the token undoes it (None if there is nothing to undo)."""
+    """Make ``span`` the current span; the token undoes it (None if there is nothing to undo).
+
+    The invalid span (an untraced batch's stages and items) is not attached: the batch's own
+    span already is the current one.
+    """
+    if span is trace.INVALID_SPAN:
+        return None
     try:
         return otel_context.attach(trace.set_span_in_context(span))
     except Exception as exc:

@@ -16,7 +16,7 @@ from opentelemetry.util.types import AttributeValue
 
 from instrumentation import semconv
 from instrumentation._guard import logger, report_internal_error
-from instrumentation._spans import activate, deactivate, end_scope_span, start_span
+from instrumentation._spans import activate, child_span, deactivate, end_scope_span
 from instrumentation._state import CURRENT, Scope, StageState, enter, leave
 from instrumentation._sync_async import SyncAndAsyncContext
 
@@ -50,13 +50,22 @@ def _open(stage: int, name: str | None) -> _Open | None:
         logger.debug("stage %d outside a batch: not recorded", stage)
         return None
     try:
-        attributes: dict[str, AttributeValue] = {
-            semconv.ATTR_KIND: semconv.KIND_STAGE,
-            semconv.ATTR_STAGE: stage,
-        }
-        if name is not None:
-            attributes[semconv.ATTR_STAGE_NAME] = name
-        span = start_span(scope.batch.tracer, f"{semconv.SPAN_STAGE} {stage}", attributes)
+
+        def attributes() -> dict[str, AttributeValue]:
+            found: dict[str, AttributeValue] = {
+                semconv.ATTR_KIND: semconv.KIND_STAGE,
+                semconv.ATTR_STAGE: stage,
+            }
+            if name is not None:
+                found[semconv.ATTR_STAGE_NAME] = name
+            return found
+
+        span = child_span(
+            scope.batch.recording,
+            scope.batch.tracer,
+            f"{semconv.SPAN_STAGE} {stage}",
+            attributes,
+        )
         state = StageState(scope.batch, stage, span)
         context_token = activate(span)
         scope_token = enter(Scope(scope.batch, state))

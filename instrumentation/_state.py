@@ -65,6 +65,10 @@ class BatchState:
     usage: Usage = field(default_factory=Usage)
     lock: threading.Lock = field(default_factory=threading.Lock)
     total_items: int | None = None  # announced by the caller, if it did
+    # Whether the batch's span records. When it does not (no SDK configured, or a sampler
+    # said no) its stages and items start no spans of their own: they could not record
+    # either, and skipping them keeps an untraced batch cheap.
+    recording: bool = True
     # Last outcome of each item id: a retry replaces the earlier attempt (the last to end
     # wins, counted once), as the record does.
     outcomes: dict[str, semconv.ItemOutcome] = field(default_factory=dict)
