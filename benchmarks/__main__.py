@@ -9,7 +9,6 @@ campaign (``python -m benchmarks.bench_crash``) is a correctness run and is not 
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import sys
@@ -23,10 +22,9 @@ from pathlib import Path
 from benchmarks.bench_instrumentation import measure
 from benchmarks.bench_load import load_generated
 from benchmarks.bench_serve import scrape, start_and_scrape, write_spaced_archive
-from benchmarks.bench_trends import REPO, _timed
+from benchmarks.bench_trends import measure_trends
 from exporter.archive import write_record
-from tests.generated_archive import START, make_record, write_archive
-from tests.seed_scripts import extract_script
+from tests.generated_archive import START, make_record
 
 
 @dataclass(frozen=True)
@@ -65,14 +63,12 @@ def instrumentation_rows(calls: int, rounds: int) -> list[Row]:
 
 
 def trends_rows(size: int, work: Path, target_size: int) -> list[Row]:
-    project = work / f"trends-{size}"
-    write_archive(project / ".ce/completed-batches", size)
-    seed = extract_script("trend-analysis", work / "seed")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "BATCH_METRICS_INDEX": str(work / f"tix{size}")}
-    ours = [sys.executable, "-m", "exporter.cli", "trends", "--all", "--no-save"]
-    seed_s, seed_mib = _timed([sys.executable, str(seed), "--all"], project, env)
-    cold_s, cold_mib = _timed(ours, project, env)
-    warm_s, warm_mib = _timed(ours, project, env)
+    timing = measure_trends(size, work)
+    (seed_s, seed_mib), (cold_s, cold_mib), (warm_s, warm_mib) = (
+        timing.seed,
+        timing.cold,
+        timing.warm,
+    )
     name = f"trends --all, {size:,}"
     targeted = size == target_size
     speedup, memory = seed_s / warm_s, warm_mib / seed_mib

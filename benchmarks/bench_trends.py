@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -37,15 +38,30 @@ def _timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, floa
     return elapsed, usage.ru_maxrss / 1024
 
 
-def bench_trends(size: int, work: Path) -> None:
-    project = work / f"p{size}"
+@dataclass(frozen=True)
+class TrendsTiming:
+    """Wall seconds and peak MiB of the seed's script and of ours, cold and warm."""
+
+    seed: tuple[float, float]
+    cold: tuple[float, float]
+    warm: tuple[float, float]
+
+
+def measure_trends(size: int, work: Path) -> TrendsTiming:
+    """Run the seed's trend-analysis.py and ``trends --all`` (cold, then warm) on one archive."""
+    project = work / f"trends-{size}"
     write_archive(project / ".ce/completed-batches", size)
     seed = extract_script("trend-analysis", work / "seed")
     env = {**os.environ, "PYTHONPATH": str(REPO), "BATCH_METRICS_INDEX": str(work / f"ix{size}")}
     ours = [sys.executable, "-m", "exporter.cli", "trends", "--all", "--no-save"]
-    seed_t, seed_m = _timed([sys.executable, str(seed), "--all"], project, env)
-    cold_t, cold_m = _timed(ours, project, env)
-    warm_t, warm_m = _timed(ours, project, env)
+    seed_run = _timed([sys.executable, str(seed), "--all"], project, env)
+    cold = _timed(ours, project, env)
+    return TrendsTiming(seed_run, cold, _timed(ours, project, env))
+
+
+def bench_trends(size: int, work: Path) -> None:
+    t = measure_trends(size, work)
+    (seed_t, seed_m), (cold_t, cold_m), (warm_t, warm_m) = t.seed, t.cold, t.warm
     print(
         f"{size:>7} records | seed {seed_t:6.2f} s {seed_m:6.0f} MiB | "
         f"ours cold {cold_t:6.2f} s {cold_m:6.0f} MiB ({seed_t / cold_t:4.1f}x) | "
