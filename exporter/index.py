@@ -24,7 +24,8 @@ is its record's ``files.id``; invalid files have a ``files`` row with ``invalid_
 * ``stages(file_id, stage, duration_seconds, items)``
 * ``errors(file_id, error_type)``
 
-Join a child table with ``JOIN files f ON f.id = m.file_id``.
+Join a child table with ``JOIN files f ON f.id = m.file_id``. The tables of
+:data:`exporter.rollups.ROLLUPS` hold totals over these, kept current by triggers.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,7 +46,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
+from exporter.errors import UserError
 from exporter.paths import is_record_name
+from exporter.rollups import ROLLUPS
 
 if TYPE_CHECKING:
     from exporter.model import BatchRecord
@@ -57,7 +60,9 @@ __all__ = [
     "RecordFilter",
     "RecordSummary",
     "RefreshResult",
+    "Snapshot",
     "StageSummary",
+    "SumOverflowError",
     "default_index_path",
     "summarize",
 ]
@@ -65,7 +70,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 ENV_INDEX: Final = "BATCH_METRICS_INDEX"
-_FORMAT_VERSION: Final = 4  # bump when RecordSummary or the tables change
+_FORMAT_VERSION: Final = 5  # bump when RecordSummary or the tables change
 # (size, mtime_ns, inode) of a record file: what tells the index a file changed.
 FileIdentity = tuple[int, int, int]
 # A directory mtime younger than this may not show a change made within the same tick.
@@ -243,7 +248,6 @@ CREATE TABLE IF NOT EXISTS files (
     {", ".join(f"{c} {_column_type(c)}" for c in _SCALARS)},
     nested TEXT
 );
-CREATE INDEX IF NOT EXISTS files_by_time ON files (timestamp);
 CREATE TABLE IF NOT EXISTS models (
     file_id INTEGER NOT NULL, model TEXT NOT NULL, input_tokens INTEGER NOT NULL,
     output_tokens INTEGER NOT NULL, cache_read_tokens INTEGER NOT NULL, cost_usd REAL,
@@ -257,7 +261,27 @@ CREATE INDEX IF NOT EXISTS stages_by_file ON stages (file_id);
 CREATE TABLE IF NOT EXISTS errors (file_id INTEGER NOT NULL, error_type TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS errors_by_file ON errors (file_id);
 """
+# Indexes only queries use (writes find rows by name and file_id): a bulk load drops them and
+# builds them again from the loaded rows, which is faster than growing them row by row.
+_READ_INDEXES: Final = {
+    "files_by_time": "files (timestamp)",
+    # ordered per operation, for what the rollups cannot give: extremes, quantiles, batches
+    "files_by_operation_duration": "files (operation, duration_seconds) "
+    "WHERE invalid_reason IS NULL",
+    "files_by_operation_time": "files (operation, timestamp) WHERE invalid_reason IS NULL",
+    "files_by_operation_batch": "files (operation, batch_id) WHERE invalid_reason IS NULL",
+}
+_CREATE_READ_INDEXES: Final = [
+    f"CREATE INDEX IF NOT EXISTS {name} ON {what}" for name, what in _READ_INDEXES.items()
+]
+_ALL_SCHEMA: Final = _SCHEMA + "".join(
+    f"{statement};\n"
+    for statement in (*_CREATE_READ_INDEXES, *(s for r in ROLLUPS for s in r.schema))
+)
 _CHILD_TABLES: Final = ("models", "stages", "errors")
+# A refresh changing at least this many records, and an eighth of the index, recomputes the
+# rollups in one pass instead of letting their triggers add and subtract row by row.
+_BULK_CHANGES: Final = 1000
 
 
 # Statements are built once from the constant column list above; values always go through "?".
@@ -294,6 +318,118 @@ def _from_row(row: Sequence[Any]) -> RecordSummary:
             tuple(errors),
         )
     )
+
+
+def _write_rows(
+    db: sqlite3.Connection,
+    changed: Sequence[str],
+    stored: dict[str, FileIdentity],
+    newly_invalid: dict[str, str],
+    added: Sequence[RecordSummary],
+) -> None:
+    """Drop every row of the ``changed`` names, then insert what was ``stored`` for them."""
+    dropped = [(n,) for n in changed]
+    for table in _CHILD_TABLES:  # children first: their triggers look up the record's row
+        db.executemany(
+            f"DELETE FROM {table} WHERE file_id IN "  # noqa: S608 (constant table names)
+            "(SELECT id FROM files WHERE name=?)",
+            dropped,
+        )
+    db.executemany("DELETE FROM files WHERE name=?", dropped)
+    # Ids are assigned here, under the write lock, so child rows can refer to them.
+    (next_id,) = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM files").fetchone()
+    ids = {name: next_id + i for i, name in enumerate(stored)}
+    db.executemany(
+        _INSERT,
+        [
+            (ids[n], n, *stored[n], reason, *[None] * len(_SCALARS), None)
+            for n, reason in newly_invalid.items()
+        ],
+    )
+    db.executemany(
+        _INSERT,
+        [(ids[a.file], a.file, *stored[a.file], None, *a[1:-3], _nested_json(a)) for a in added],
+    )
+    db.executemany(
+        "INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(ids[a.file], *m) for a in added for m in a.models],
+    )
+    db.executemany(
+        "INSERT INTO stages VALUES (?, ?, ?, ?)",
+        [(ids[a.file], *x) for a in added for x in a.stage_durations],
+    )
+    db.executemany(
+        "INSERT INTO errors VALUES (?, ?)",
+        [(ids[a.file], e) for a in added for e in a.error_types],
+    )
+
+
+@contextlib.contextmanager
+def _bulk_load(db: sqlite3.Connection) -> Iterator[None]:
+    """Inside a write transaction: stop the row-by-row upkeep of rollups and read indexes
+    while the body writes, then rebuild both from the rows in one pass each."""
+    for statement in (
+        *(f"DROP INDEX IF EXISTS {name}" for name in _READ_INDEXES),
+        *(s for rollup in ROLLUPS for s in rollup.drop_triggers),
+    ):
+        db.execute(statement)
+    yield
+    _rebuild_rollups(db)
+    for statement in _CREATE_READ_INDEXES:
+        db.execute(statement)
+
+
+def _rebuild_rollups(db: sqlite3.Connection) -> None:
+    """Recompute every rollup from the rows and restore its triggers (inside a transaction)."""
+    valid, _ = RecordFilter().sql()
+    for rollup in ROLLUPS:
+        try:
+            for statement in rollup.rebuild(valid):
+                db.execute(statement)
+        except sqlite3.OperationalError as exc:
+            if str(exc) != "integer overflow":
+                raise
+            # the sums the triggers would have turned into floats: keep them as floats too
+            for statement in rollup.rebuild(valid, exact=False):
+                db.execute(statement)
+        for statement in rollup.schema:
+            db.execute(statement)
+
+
+class Snapshot:
+    """Queries inside one read transaction of the index (see :meth:`ArchiveIndex.snapshot`)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def select(
+        self, sql: str, params: Sequence[object] = (), where: RecordFilter | None = None
+    ) -> list[tuple[Any, ...]]:
+        """As :meth:`ArchiveIndex.select`."""
+        return _query(self._db, sql, params, where)
+
+
+def _query(
+    db: sqlite3.Connection, sql: str, params: Sequence[object], where: RecordFilter | None
+) -> list[tuple[Any, ...]]:
+    """``sql`` with ``{where}`` replaced by the filter's condition, its parameters last."""
+    condition, extra = (where or RecordFilter()).sql()
+    try:
+        return db.execute(sql.replace("{where}", condition), (*params, *extra)).fetchall()
+    except sqlite3.OperationalError as exc:
+        if str(exc) == "integer overflow":
+            raise SumOverflowError from exc
+        raise
+
+
+class SumOverflowError(UserError):
+    """A sum over the archive left SQLite's 64-bit integers: absurd counts in some records."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the archive's counts add up to more than 2**63: some records hold absurd values "
+            "(run `batch-metrics validate` and look at their item and token counts)"
+        )
 
 
 def default_index_path(archive: Path, *, purpose: str = "") -> Path | None:
@@ -360,14 +496,14 @@ class ArchiveIndex:
             db.execute("BEGIN IMMEDIATE")
             row = db.execute("SELECT value FROM meta WHERE key='format'").fetchone()
             if row is None or row[0] != str(_FORMAT_VERSION):  # nobody else did it meanwhile
-                for table in ("files", *_CHILD_TABLES):
+                for table in ("files", *_CHILD_TABLES, *(r.table for r in ROLLUPS)):
                     db.execute(f"DROP TABLE IF EXISTS {table}")
                 db.execute("DELETE FROM meta")  # including what the last refresh saw
                 db.execute(
                     "INSERT INTO meta (key, value) VALUES ('format', ?)", (str(_FORMAT_VERSION),)
                 )
             db.execute("COMMIT")
-        db.executescript(_SCHEMA)
+        db.executescript(_ALL_SCHEMA)
         db.execute("SELECT count(*) FROM files").fetchone()  # fails early on a corrupt file
         return db
 
@@ -492,43 +628,10 @@ class ArchiveIndex:
         try:
             removed, reset = self._replaced_rows(replaced, known)
             # Everything about these names goes, also rows another process indexed meanwhile.
-            dropped = [(n,) for n in (*gone, *vanished, *stored)]
-            for table in _CHILD_TABLES:
-                db.executemany(
-                    f"DELETE FROM {table} WHERE file_id IN "  # noqa: S608 (constant table names)
-                    "(SELECT id FROM files WHERE name=?)",
-                    dropped,
-                )
-            db.executemany("DELETE FROM files WHERE name=?", dropped)
-            # Ids are assigned here, under the write lock, so child rows can refer to them.
-            (next_id,) = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM files").fetchone()
-            ids = {name: next_id + i for i, name in enumerate(stored)}
-            db.executemany(
-                _INSERT,
-                [
-                    (ids[n], n, *stored[n], reason, *[None] * len(_SCALARS), None)
-                    for n, reason in newly_invalid.items()
-                ],
-            )
-            db.executemany(
-                _INSERT,
-                [
-                    (ids[a.file], a.file, *stored[a.file], None, *a[1:-3], _nested_json(a))
-                    for a in added
-                ],
-            )
-            db.executemany(
-                "INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(ids[a.file], *m) for a in added for m in a.models],
-            )
-            db.executemany(
-                "INSERT INTO stages VALUES (?, ?, ?, ?)",
-                [(ids[a.file], *x) for a in added for x in a.stage_durations],
-            )
-            db.executemany(
-                "INSERT INTO errors VALUES (?, ?)",
-                [(ids[a.file], e) for a in added for e in a.error_types],
-            )
+            changed = [*gone, *vanished, *stored]
+            bulk = len(changed) >= _BULK_CHANGES and len(changed) * 8 >= len(known) + len(stored)
+            with _bulk_load(db) if bulk else contextlib.nullcontext():
+                _write_rows(db, changed, stored, newly_invalid, added)
             db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('dir_mtime_ns', ?)",
                 (str(dir_mtime),),
@@ -597,9 +700,18 @@ class ArchiveIndex:
         ``f``) ; the filter's parameters come after ``params``. Use for sums and group-bys
         that would be slow over a hundred thousand summaries in Python.
         """
-        condition, extra = (where or RecordFilter()).sql()
         with self._lock:
-            return self._db.execute(sql.replace("{where}", condition), (*params, *extra)).fetchall()
+            return _query(self._db, sql, params, where)
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Snapshot]:
+        """A read transaction: every query made through it sees the same state of the index."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield Snapshot(self._db)
+            finally:
+                self._db.execute("COMMIT")
 
     def invalid_files(self) -> dict[str, str]:
         """Files of the archive that are not valid records, with the reason for each."""
@@ -616,13 +728,12 @@ class ArchiveIndex:
         """
         if self.db_path is None or len(statements) < 2:
             return [self.select(sql, where=where) for sql in statements]
-        condition, params = (where or RecordFilter()).sql()
         path = self.db_path
 
         def run(sql: str) -> list[tuple[Any, ...]]:
             db = sqlite3.connect(path, timeout=30.0)
             try:
-                return db.execute(sql.replace("{where}", condition), params).fetchall()
+                return _query(db, sql, (), where)
             finally:
                 db.close()
 

@@ -24,7 +24,7 @@ express the same definitions in PromQL.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -38,6 +38,7 @@ __all__ = [
     "duration_stats",
     "parallel_efficiency",
     "percentile",
+    "percentile_at",
     "success_rate",
 ]
 
@@ -97,17 +98,23 @@ def percentile(ordered: Sequence[float], q: float) -> float:
     The same method as numpy's default (``linear``): the median of an even count is the mean of
     the two middle values, as :func:`statistics.median` gives it.
     """
-    if not ordered:
+    return percentile_at(len(ordered), q, ordered.__getitem__)
+
+
+def percentile_at(count: int, q: float, value_at: Callable[[int], float]) -> float:
+    """:func:`percentile` of ``count`` ascending values, of which it reads only the one or two
+    it needs, by rank (0-based) through ``value_at``: for values kept in an ordered index."""
+    if count <= 0:
         raise ValueError("percentile of no values")
     if not 0.0 <= q <= 1.0:
         raise ValueError(f"quantile {q} is outside 0..1")
-    position = (len(ordered) - 1) * q
+    position = (count - 1) * q
     low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
     fraction = position - low
+    below = value_at(low)
     if fraction == 0.0:
-        return ordered[low]
-    return ordered[low] + (ordered[high] - ordered[low]) * fraction
+        return below
+    return below + (value_at(min(low + 1, count - 1)) - below) * fraction
 
 
 @dataclass(frozen=True, slots=True)

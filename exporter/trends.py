@@ -17,21 +17,21 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from dateutil import parser as date_parser
 from pydantic import BaseModel, ConfigDict
 
-from exporter.index import ArchiveIndex, RecordFilter
+from exporter.index import ArchiveIndex, RecordFilter, Snapshot, SumOverflowError
+from exporter.rollups import ERROR_TOTALS, MODEL_TOTALS, OPERATION_TOTALS, STAGE_TOTALS, Rollup
 from exporter.stats import (
-    SQL_DURATION_AGGREGATES,
-    SQL_ITEM_AGGREGATES,
-    SQL_PARALLEL_AGGREGATES,
     DurationStats,
     ItemCounts,
     parallel_efficiency,
     percentile,
+    percentile_at,
 )
 from exporter.thresholds import Thresholds
 from instrumentation.semconv import OPERATIONS
@@ -164,48 +164,7 @@ class TrendReport(_Out):
     bottlenecks: list[BottleneckFinding]
 
 
-# -- queries -------------------------------------------------------------------------------
-
-_OPERATION_SQL: Final = f"""
-SELECT f.operation, COUNT(*), COUNT(DISTINCT f.batch_id), MIN(f.timestamp), MAX(f.timestamp),
-       {SQL_DURATION_AGGREGATES}, {SQL_ITEM_AGGREGATES},
-       COUNT(COALESCE(f.total_tokens, f.input_tokens, f.output_tokens)),
-       COALESCE(SUM(f.input_tokens), 0), COALESCE(SUM(f.output_tokens), 0),
-       COALESCE(SUM(COALESCE(f.total_tokens,
-                             COALESCE(f.input_tokens, 0) + COALESCE(f.output_tokens, 0))), 0),
-       COUNT(f.estimated_cost), COALESCE(SUM(f.estimated_cost), 0),
-       SUM(f.estimated_cost IS NULL
-           AND COALESCE(f.total_tokens, f.input_tokens, f.output_tokens) > 0),
-       COUNT(f.parallel_efficiency), AVG(f.parallel_efficiency),
-       COALESCE(SUM((f.parallel_efficiency - 1) * f.duration_seconds), 0),
-       {SQL_PARALLEL_AGGREGATES}
-FROM files f WHERE {{where}} GROUP BY f.operation
-"""  # noqa: S608 (constant fragments; values are bound parameters)
-
-_DURATIONS_SQL: Final = (
-    "SELECT f.operation, f.duration_seconds FROM files f "
-    "WHERE {where} AND f.duration_seconds IS NOT NULL"
-)  # sorted in Python: cheaper than SQLite's temporary B-tree for 100k rows
-
-_MODELS_SQL: Final = """
-SELECT f.operation, m.model, COUNT(*), SUM(m.input_tokens), SUM(m.output_tokens),
-       SUM(m.cache_read_tokens), SUM(m.cost_usd), SUM(m.cost_usd IS NULL)
-FROM models m JOIN files f ON f.id = m.file_id WHERE {where}
-GROUP BY f.operation, m.model
-"""
-
-_ERRORS_SQL: Final = """
-SELECT e.error_type, f.operation, COUNT(*)
-FROM errors e JOIN files f ON f.id = e.file_id WHERE {where}
-GROUP BY e.error_type, f.operation
-"""
-
-_STAGES_SQL: Final = """
-SELECT f.operation, s.stage, COUNT(s.duration_seconds), SUM(s.duration_seconds)
-FROM stages s JOIN files f ON f.id = s.file_id WHERE {where} AND s.duration_seconds IS NOT NULL
-GROUP BY f.operation, s.stage
-"""
-
+# -- gathering the figures -----------------------------------------------------------------
 
 _OP_RANK: Final[dict[str, int]] = {op: rank for rank, op in enumerate(OPERATIONS)}
 
@@ -214,77 +173,164 @@ def _op_order(operation: str) -> tuple[int, str]:
     return (_OP_RANK.get(operation, len(_OP_RANK)), operation)
 
 
-def _median_p95(rows: Iterable[tuple[Any, ...]]) -> dict[str, tuple[float, float]]:
+# Per operation, what sums cannot give: computed over a selection, or read for one operation
+# from the index's ordered indexes on (operation, ...).
+_EXTREMES: Final = {
+    "batches": "COUNT(DISTINCT f.batch_id)",
+    "first_run": "MIN(f.timestamp)",
+    "last_run": "MAX(f.timestamp)",
+    "shortest": "MIN(f.duration_seconds)",
+    "longest": "MAX(f.duration_seconds)",
+}
+_ONE_OPERATION: Final = "f.operation = ?1 AND f.invalid_reason IS NULL"
+_EXTREMES_OF_ONE_SQL: Final = "SELECT " + ", ".join(  # noqa: S608 (constant SQL)
+    f"(SELECT {aggregate} FROM files f WHERE {_ONE_OPERATION})"  # noqa: S608
+    for aggregate in _EXTREMES.values()
+)
+_DURATION_AT_RANK_SQL: Final = (
+    f"SELECT f.duration_seconds FROM files f WHERE {_ONE_OPERATION} "  # noqa: S608
+    "AND f.duration_seconds IS NOT NULL ORDER BY f.duration_seconds LIMIT 1 OFFSET ?2"
+)
+_DURATIONS_SQL: Final = (
+    "SELECT f.operation, f.duration_seconds FROM files f "
+    "WHERE {where} AND f.duration_seconds IS NOT NULL"
+)  # sorted in Python: cheaper than SQLite's temporary B-tree for 100k rows
+
+
+Row = dict[str, Any]
+_CHILD_ROLLUPS: Final = (MODEL_TOTALS, STAGE_TOTALS, ERROR_TOTALS)
+
+
+@dataclass(frozen=True, slots=True)
+class _Figures:
+    """Rows named by column: OPERATION_TOTALS + _EXTREMES + median and p95, and the totals
+    of the other rollups."""
+
+    operations: list[Row]
+    models: list[Row]
+    stages: list[Row]
+    errors: list[Row]
+
+
+def _named(rollup: Rollup, rows: Iterable[tuple[Any, ...]], extra: Iterable[str] = ()) -> list[Row]:
+    columns = (*rollup.columns, *extra)
+    return [dict(zip(columns, row, strict=True)) for row in rows]
+
+
+def _read_totals(snap: Snapshot, rollup: Rollup, operation: str | None) -> list[Row]:
+    rows = snap.select(
+        rollup.read_sql(operation=operation is not None), (operation,) if operation else ()
+    )
+    if any(rollup.overflowed(row) for row in rows):
+        raise SumOverflowError
+    return _named(rollup, rows)
+
+
+def _from_totals(index: ArchiveIndex, operation: str | None) -> _Figures:
+    """Every record (of ``operation``): the maintained totals, and a few indexed lookups."""
+    with index.snapshot() as snap:
+        operations = _read_totals(snap, OPERATION_TOTALS, operation)
+        for row in operations:
+            op = row["operation"]
+            row.update(zip(_EXTREMES, snap.select(_EXTREMES_OF_ONE_SQL, (op,))[0], strict=True))
+
+            def duration_at(rank: int, op: str = op) -> float:
+                return float(snap.select(_DURATION_AT_RANK_SQL, (op, rank))[0][0])
+
+            count = row["durations"]
+            row["median"] = percentile_at(count, 0.5, duration_at) if count else None
+            row["p95"] = percentile_at(count, 0.95, duration_at) if count else None
+        return _Figures(operations, *(_read_totals(snap, r, operation) for r in _CHILD_ROLLUPS))
+
+
+def _from_scan(index: ArchiveIndex, where: RecordFilter) -> _Figures:
+    """The records ``where`` selects: the same sums, computed over them."""
+    op_rows, duration_rows, *child_rows = index.select_many(
+        [
+            OPERATION_TOTALS.scan_sql(extra=_EXTREMES.values()),
+            _DURATIONS_SQL,
+            *(r.scan_sql() for r in _CHILD_ROLLUPS),
+        ],
+        where,
+    )
     by_op: dict[str, list[float]] = defaultdict(list)
-    for operation, duration in rows:
-        by_op[operation].append(duration)
-    for durations in by_op.values():
-        durations.sort()
-    return {op: (percentile(d, 0.5), percentile(d, 0.95)) for op, d in by_op.items()}
+    for op, duration in duration_rows:
+        by_op[op].append(duration)
+    operations = _named(OPERATION_TOTALS, op_rows, _EXTREMES)
+    for row in operations:
+        durations = sorted(by_op[row["operation"]])
+        row["median"] = percentile(durations, 0.5) if durations else None
+        row["p95"] = percentile(durations, 0.95) if durations else None
+    return _Figures(
+        operations, *(_named(r, rows) for r, rows in zip(_CHILD_ROLLUPS, child_rows, strict=True))
+    )
 
 
-def _stages(selected: Iterable[tuple[Any, ...]]) -> dict[str, list[StageFigures]]:
-    rows: dict[str, list[tuple[int | None, int, float]]] = defaultdict(list)
-    for operation, stage, runs, total in selected:
-        rows[operation].append((stage, runs, total))
+def _stage_figures(rows: Iterable[Row]) -> dict[str, list[StageFigures]]:
+    by_op: dict[str, list[Row]] = defaultdict(list)
+    for row in rows:
+        by_op[row["operation"]].append(row)
     result: dict[str, list[StageFigures]] = {}
-    for operation, stages in rows.items():
-        overall = sum(total for _, _, total in stages)
+    for operation, stages in by_op.items():
+        overall = sum(s["duration_seconds"] for s in stages)
         result[operation] = [
             StageFigures(
-                stage=stage,
-                runs=runs,
-                total_seconds=total,
-                mean_seconds=total / runs,
-                share=total / overall if overall > 0 else 0.0,
+                stage=s["stage"],
+                runs=s["rows"],
+                total_seconds=s["duration_seconds"],
+                mean_seconds=s["duration_seconds"] / s["rows"],
+                share=s["duration_seconds"] / overall if overall > 0 else 0.0,
             )
-            for stage, runs, total in sorted(stages, key=lambda s: (s[0] is None, s[0] or 0))
+            for s in sorted(stages, key=lambda s: (s["stage"] is None, s["stage"] or 0))
         ]
     return result
 
 
-def _operation(
-    row: tuple[Any, ...],
-    quantiles: dict[str, tuple[float, float]],
-    stages: dict[str, list[StageFigures]],
-) -> OperationTrend:
-    """One row of ``_OPERATION_SQL`` (columns in its order) as an OperationTrend."""
-    op, runs, batches, _first, _last, d_count, d_mean, d_min, d_max = row[:9]
-    items = ItemCounts(*row[9:13])
-    tok_runs, tok_in, tok_out, tok_total, cost_runs, cost, unpriced = row[13:20]
-    par_runs, par_mean, par_saved, item_seconds, wall_seconds = row[20:25]
-    durations = None
-    if d_count:
-        median, p95 = quantiles[op]
-        durations = DurationStats(
-            count=d_count, mean=d_mean, median=median, min=d_min, max=d_max, p95=p95
-        )
+def _operation(row: Row, stages: dict[str, list[StageFigures]]) -> OperationTrend:
+    """One operation's row of :class:`_Figures` as an OperationTrend."""
+    op, runs, timed = row["operation"], row["rows"], row["durations"]
+    items = ItemCounts(row["items"], row["success"], row["failure"], row["partial"])
+    tok_runs, tok_total = row["runs_with_tokens"], row["total_tokens"]
+    cost_runs, cost = row["runs_priced"], row["cost_usd"]
+    par_runs = row["runs_with_efficiency"]
     return OperationTrend(
         operation=op,
         runs=runs,
-        batches=batches,
-        runs_without_duration=runs - d_count,
-        durations=durations,
+        batches=row["batches"],
+        runs_without_duration=runs - timed,
+        durations=DurationStats(
+            count=timed,
+            mean=row["duration_seconds"] / timed,
+            median=row["median"],
+            min=row["shortest"],
+            max=row["longest"],
+            p95=row["p95"],
+        )
+        if timed
+        else None,
         items=items,
         success_rate=items.success_rate,
         tokens=TokenFigures(
             runs_with_tokens=tok_runs,
-            input_tokens=tok_in,
-            output_tokens=tok_out,
+            input_tokens=row["input_tokens"],
+            output_tokens=row["output_tokens"],
             total_tokens=tok_total,
             mean_per_run=tok_total / tok_runs if tok_runs else None,
         ),
         cost=CostFigures(
             runs_priced=cost_runs,
-            runs_unpriced=unpriced or 0,
-            cost_usd=cost,
+            runs_unpriced=row["runs_unpriced"],
+            cost_usd=cost if cost_runs else 0.0,
             mean_per_run=cost / cost_runs if cost_runs else None,
         ),
         parallel=ParallelFigures(
             runs=par_runs,
-            mean_efficiency=par_mean,
-            overall_efficiency=parallel_efficiency(item_seconds, wall_seconds),
-            seconds_saved=par_saved,
+            mean_efficiency=row["efficiency_sum"] / par_runs,
+            overall_efficiency=parallel_efficiency(
+                row["item_seconds"] if row["runs_with_item_time"] else None,
+                row["duration_seconds"] if timed else None,
+            ),
+            seconds_saved=row["seconds_saved"],
         )
         if par_runs
         else None,
@@ -336,33 +382,35 @@ def compute_trends(
     *,
     now: datetime | None = None,
 ) -> TrendReport:
-    """The trend report over the records ``where`` selects (all valid records by default)."""
+    """The trend report over the records ``where`` selects (all valid records by default).
+
+    Over every record, or every record of one operation, the figures come from the totals the
+    index keeps (:mod:`exporter.rollups`); a selection by time is aggregated when asked.
+    """
     where = where or RecordFilter()
-    op_rows, duration_rows, stage_rows, model_rows, error_rows = index.select_many(
-        [_OPERATION_SQL, _DURATIONS_SQL, _STAGES_SQL, _MODELS_SQL, _ERRORS_SQL], where
-    )
-    quantiles = _median_p95(duration_rows)
-    stages = _stages(stage_rows)
-    rows = sorted(op_rows, key=lambda r: _op_order(r[0]))
-    operations = {row[0]: _operation(row, quantiles, stages) for row in rows}
+    if where.since is None and where.recent is None:
+        figures = _from_totals(index, where.operation)
+    else:
+        figures = _from_scan(index, where)
+    stages = _stage_figures(figures.stages)
+    rows = sorted(figures.operations, key=lambda r: _op_order(r["operation"]))
+    operations = {row["operation"]: _operation(row, stages) for row in rows}
     models = [
         ModelFigures(
-            operation=op,
-            model=model,
-            runs=runs,
-            input_tokens=tin,
-            output_tokens=tout,
-            cache_read_tokens=tcache,
-            cost_usd=cost,
-            runs_unpriced=unpriced,
+            operation=m["operation"],
+            model=m["model"],
+            runs=m["rows"],
+            input_tokens=m["input_tokens"],
+            output_tokens=m["output_tokens"],
+            cache_read_tokens=m["cache_read_tokens"],
+            cost_usd=m["cost_usd"] if m["runs_priced"] else None,
+            runs_unpriced=m["runs_unpriced"],
         )
-        for op, model, runs, tin, tout, tcache, cost, unpriced in sorted(
-            model_rows, key=lambda r: (_op_order(r[0]), r[1])
-        )
+        for m in sorted(figures.models, key=lambda m: (_op_order(m["operation"]), m["model"]))
     ]
     by_type: dict[str, dict[str, int]] = defaultdict(dict)
-    for error_type, op, count in error_rows:
-        by_type[error_type][op] = count
+    for e in figures.errors:
+        by_type[e["error_type"]][e["operation"]] = e["rows"]
     errors = sorted(
         (
             ErrorTypeFigures(error_type=t, count=sum(ops.values()), by_operation=ops)
@@ -370,8 +418,8 @@ def compute_trends(
         ),
         key=lambda e: (-e.count, e.error_type),
     )
-    first = min((r[3] for r in rows), default=None)
-    last = max((r[4] for r in rows), default=None)
+    first = min((r["first_run"] for r in rows), default=None)
+    last = max((r["last_run"] for r in rows), default=None)
     return TrendReport(
         generated_at=now or datetime.now(UTC),
         archive=str(index.archive),

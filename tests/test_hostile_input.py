@@ -318,6 +318,34 @@ def test_absurdly_large_values_are_refused_by_the_loader(
         read_record(path)
 
 
+@pytest.mark.parametrize("selection", [["--all"], ["--since", "1970-01-01"]], ids=["all", "since"])
+@pytest.mark.parametrize("waves", [(1100,), (200, 900)], ids=["bulk", "row-by-row"])
+def test_counts_whose_sum_leaves_64_bits_are_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], selection: list[str], waves: tuple[int, ...]
+) -> None:
+    # Each count is within the model's bounds (2**53); 1100 of them add up past 2**63, where
+    # SQLite's sums fail (a scan, a bulk rebuild) or turn into floats (the rollup triggers).
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    huge = {"total_items": 2**53, "success_count": 2**53}
+    argv = ["trends", *selection, "--archive", str(archive), "--no-save"]
+    written = 0
+    for wave in waves:
+        if written:
+            assert main(argv) == 0  # the index is built, kept row by row from here on
+        for n in range(written, written + wave):
+            (archive / f"batch-{n}-execute.json").write_text(
+                _valid_text(batch_id=str(n), metrics=huge), encoding="utf-8"
+            )
+        written += wave
+    capsys.readouterr()
+    before = _tree_hash(archive)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert _one_line(err.strip()) and "add up to more than 2**63" in err
+    assert _tree_hash(archive) == before
+
+
 def test_validate_of_an_impossible_path_is_one_error_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -1,0 +1,252 @@
+"""Totals of the archive index, kept current by SQLite triggers as records come and go.
+
+A report over every run should not re-read every run. Each :class:`Rollup` names a grouping
+(per operation, per operation and model, ...) and a set of *additive* measures: per-row SQL
+expressions whose sum is the figure (a count is the sum of ``x IS NOT NULL``). One definition
+serves twice:
+
+* the index creates a table for it, with triggers that add a row's measures when the row is
+  inserted into the index and subtract them before it is deleted, in the same transaction
+  (:attr:`Rollup.schema`); a group whose rows are all gone is dropped;
+* :meth:`Rollup.scan_sql` computes the same sums over any selection of records, for reports
+  that filter by time, where a maintained total cannot help.
+
+``tests/test_rollups.py`` proves the two equal after random additions, replacements and
+removals. Only sums can be maintained like this; minima, maxima, distinct counts and quantiles
+come from ordered indexes instead (see :mod:`exporter.trends`).
+
+Measures read the record's row in ``files`` as ``f`` and the source row as ``{r}`` (``f``
+itself for rollups over ``files``). The index only ever inserts and deletes rows, never
+updates them, which is what the triggers rely on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from exporter.stats import SQL_RUN_TOTAL
+
+__all__ = [
+    "ERROR_TOTALS",
+    "MODEL_TOTALS",
+    "OPERATION_TOTALS",
+    "ROLLUPS",
+    "STAGE_TOTALS",
+    "Key",
+    "Measure",
+    "Rollup",
+]
+
+_VALID: Final = "f.invalid_reason IS NULL"
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """A grouping column: its name and the SQL that computes it."""
+
+    name: str
+    expr: str
+    nullable: bool = False  # NULL forms a group of its own (SQL's GROUP BY does the same)
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """An additive figure: the sum over rows of ``expr``, which must never be NULL."""
+
+    name: str
+    expr: str
+    real: bool = False  # stored as REAL; otherwise an exact INTEGER
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """Sums of ``measures`` per ``keys`` over the rows of ``source`` that meet ``condition``.
+
+    Every rollup also counts its rows, as the measure ``rows``.
+    """
+
+    table: str
+    source: str  # "files" or a child table of the index (with a file_id column)
+    alias: str  # the source's alias in scan_sql
+    keys: tuple[Key, ...]
+    measures: tuple[Measure, ...]
+    condition: str = "TRUE"
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The column names of a row from :meth:`read_sql` or :meth:`scan_sql`, in order."""
+        return (*(k.name for k in self.keys), "rows", *(m.name for m in self.measures))
+
+    def _measures(self) -> tuple[Measure, ...]:
+        return (Measure("rows", "1"), *self.measures)
+
+    def _row_source(self, row: str) -> str:
+        """FROM and WHERE binding ``f`` to the record of source row ``row``."""
+        link = "id" if self.source == "files" else "file_id"
+        return f"FROM files f WHERE f.id = {row}.{link} AND {_VALID}"
+
+    def _trigger_body(self, row: str, sign: str) -> str:
+        keys = ", ".join(k.expr.format(r=row) for k in self.keys)
+        sums = ", ".join(f"{sign}({m.expr.format(r=row)})" for m in self._measures())
+        conflict = ", ".join(f"ifnull({k.name}, '')" if k.nullable else k.name for k in self.keys)
+        update = ", ".join(f"{m.name} = {m.name} + excluded.{m.name}" for m in self._measures())
+        return (
+            f"INSERT INTO {self.table} ({', '.join(self.columns)}) "
+            f"SELECT {keys}, {sums} {self._row_source(row)} "
+            f"AND ({self.condition.format(r=row)}) "
+            f"ON CONFLICT ({conflict}) DO UPDATE SET {update};"
+        )
+
+    def _triggers(self) -> dict[str, str]:
+        return {
+            f"{self.table}_add": f"AFTER INSERT ON {self.source} BEGIN "
+            f"{self._trigger_body('NEW', '+')} END",
+            f"{self.table}_remove": f"BEFORE DELETE ON {self.source} BEGIN "
+            f"{self._trigger_body('OLD', '-')} DELETE FROM {self.table} WHERE rows = 0; END",
+        }
+
+    @property
+    def schema(self) -> list[str]:
+        """Statements creating the table, its unique key and the triggers that keep it current."""
+        key_columns = [f"{k.name}{'' if k.nullable else ' NOT NULL'}" for k in self.keys]
+        measure_columns = [
+            f"{m.name} {'REAL' if m.real else 'INTEGER'} NOT NULL" for m in self._measures()
+        ]
+        unique = ", ".join(f"ifnull({k.name}, '')" if k.nullable else k.name for k in self.keys)
+        return [
+            f"CREATE TABLE IF NOT EXISTS {self.table} "
+            f"({', '.join([*key_columns, *measure_columns])})",
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {self.table}_key ON {self.table} ({unique})",
+            *(
+                f"CREATE TRIGGER IF NOT EXISTS {name} {body}"
+                for name, body in self._triggers().items()
+            ),
+        ]
+
+    @property
+    def drop_triggers(self) -> list[str]:
+        """Statements that stop the upkeep, for a bulk load followed by :meth:`rebuild`."""
+        return [f"DROP TRIGGER IF EXISTS {name}" for name in self._triggers()]
+
+    def rebuild(self, valid: str, *, exact: bool = True) -> list[str]:
+        """Statements recomputing the table from its source rows (``valid``: the condition
+        on ``f`` that selects valid records). Without ``exact``, integers are summed as
+        floats (``TOTAL``), which cannot fail where ``SUM`` overflows 64 bits."""
+        scan = self.scan_sql(sum_with="SUM" if exact else "TOTAL").replace("{where}", valid)
+        return [
+            f"DELETE FROM {self.table}",
+            f"INSERT INTO {self.table} ({', '.join(self.columns)}) {scan}",
+        ]
+
+    def overflowed(self, row: Sequence[Any]) -> bool:
+        """Whether an integer sum of ``row`` (from :meth:`read_sql`) left 64 bits.
+
+        SQLite turns an integer addition that overflows into a REAL, which loses counts.
+        """
+        start = len(self.keys)
+        return any(
+            isinstance(value, float) and not m.real
+            for m, value in zip(self._measures(), row[start:], strict=True)
+        )
+
+    def read_sql(self, *, operation: bool = False) -> str:
+        """The maintained totals; with ``operation``, of the operation bound to ``?``."""
+        where = " WHERE operation = ?" if operation else ""
+        return f"SELECT {', '.join(self.columns)} FROM {self.table}{where}"
+
+    def scan_sql(self, extra: Iterable[str] = (), *, sum_with: str = "SUM") -> str:
+        """The same totals computed over the records ``{where}`` selects (an index query).
+
+        ``extra`` aggregates of each group are appended to its row.
+        """
+        keys = [k.expr.format(r=self.alias) for k in self.keys]
+        sums = [f"{sum_with}({m.expr.format(r=self.alias)})" for m in self._measures()]
+        join = "" if self.source == "files" else f" JOIN files f ON f.id = {self.alias}.file_id"
+        return (
+            f"SELECT {', '.join([*keys, *sums, *extra])} "
+            f"FROM {self.source} {self.alias}{join} "
+            f"WHERE {{where}} AND ({self.condition.format(r=self.alias)}) "
+            f"GROUP BY {', '.join(keys)}"
+        )
+
+
+_TOKENS_SEEN: Final = "COALESCE(f.total_tokens, f.input_tokens, f.output_tokens)"
+
+OPERATION_TOTALS: Final = Rollup(
+    table="operation_totals",
+    source="files",
+    alias="f",
+    keys=(Key("operation", "f.operation"),),
+    measures=(
+        Measure("durations", "f.duration_seconds IS NOT NULL"),
+        Measure("duration_seconds", "COALESCE(f.duration_seconds, 0)", real=True),
+        Measure("items", SQL_RUN_TOTAL),
+        Measure("success", "COALESCE(f.success_count, 0)"),
+        Measure("failure", "COALESCE(f.failure_count, 0)"),
+        Measure("partial", "COALESCE(f.partial_count, 0)"),
+        Measure("runs_with_tokens", f"{_TOKENS_SEEN} IS NOT NULL"),
+        Measure("input_tokens", "COALESCE(f.input_tokens, 0)"),
+        Measure("output_tokens", "COALESCE(f.output_tokens, 0)"),
+        Measure(
+            "total_tokens",
+            "COALESCE(f.total_tokens, COALESCE(f.input_tokens, 0) + COALESCE(f.output_tokens, 0))",
+        ),
+        Measure("runs_priced", "f.estimated_cost IS NOT NULL"),
+        Measure("cost_usd", "COALESCE(f.estimated_cost, 0)", real=True),
+        Measure("runs_unpriced", f"f.estimated_cost IS NULL AND COALESCE({_TOKENS_SEEN}, 0) > 0"),
+        Measure("runs_with_efficiency", "f.parallel_efficiency IS NOT NULL"),
+        Measure("efficiency_sum", "COALESCE(f.parallel_efficiency, 0)", real=True),
+        # item seconds minus wall seconds, over the runs that recorded both
+        Measure(
+            "seconds_saved",
+            "COALESCE((f.parallel_efficiency - 1) * f.duration_seconds, 0)",
+            real=True,
+        ),
+        Measure(
+            "runs_with_item_time",
+            "f.parallel_efficiency IS NOT NULL AND f.duration_seconds IS NOT NULL",
+        ),
+        Measure(
+            "item_seconds",
+            "COALESCE(f.parallel_efficiency * f.duration_seconds, 0)",
+            real=True,
+        ),
+    ),
+)
+
+MODEL_TOTALS: Final = Rollup(
+    table="model_totals",
+    source="models",
+    alias="m",
+    keys=(Key("operation", "f.operation"), Key("model", "{r}.model")),
+    measures=(
+        Measure("input_tokens", "{r}.input_tokens"),
+        Measure("output_tokens", "{r}.output_tokens"),
+        Measure("cache_read_tokens", "{r}.cache_read_tokens"),
+        Measure("runs_priced", "{r}.cost_usd IS NOT NULL"),
+        Measure("cost_usd", "COALESCE({r}.cost_usd, 0)", real=True),
+        Measure("runs_unpriced", "{r}.cost_usd IS NULL"),
+    ),
+)
+
+# Stage time per operation and stage, over the stages that recorded a duration.
+STAGE_TOTALS: Final = Rollup(
+    table="stage_totals",
+    source="stages",
+    alias="s",
+    keys=(Key("operation", "f.operation"), Key("stage", "{r}.stage", nullable=True)),
+    measures=(Measure("duration_seconds", "{r}.duration_seconds", real=True),),
+    condition="{r}.duration_seconds IS NOT NULL",
+)
+
+ERROR_TOTALS: Final = Rollup(
+    table="error_totals",
+    source="errors",
+    alias="e",
+    keys=(Key("operation", "f.operation"), Key("error_type", "{r}.error_type")),
+    measures=(),
+)
+
+ROLLUPS: Final = (OPERATION_TOTALS, MODEL_TOTALS, STAGE_TOTALS, ERROR_TOTALS)

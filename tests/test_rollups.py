@@ -1,0 +1,224 @@
+"""The totals the index keeps with triggers equal the same sums computed over its rows.
+
+Hypothesis drives an archive through additions, replacements under the same name, invalid
+files and removals; after every refresh each rollup table must equal its ``scan_sql`` over all
+records (integers exactly, sums of floats to 1e-9), and the trend report read from the totals
+must equal the one aggregated over a selection that happens to hold every record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from exporter import index as index_module
+from exporter.index import ArchiveIndex, RecordFilter
+from exporter.rollups import ROLLUPS, Rollup
+from exporter.thresholds import load_thresholds
+from exporter.trends import compute_trends
+from instrumentation.semconv import OPERATIONS
+from tests.generated_archive import write_archive
+
+_counts = st.none() | st.integers(0, 12)
+_seconds = st.none() | st.floats(0, 5000, allow_nan=False)
+
+
+@st.composite
+def record_json(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid record with every optional figure present or absent."""
+    total = draw(_counts)
+    left = 36 if total is None else total
+    counts: dict[str, int | None] = {}
+    for name in ("success_count", "failure_count", "partial_count"):
+        value = draw(st.none() | st.integers(0, left))
+        counts[name] = value
+        left -= value or 0
+    models = draw(
+        st.lists(
+            st.fixed_dictionaries(
+                {
+                    "model": st.sampled_from(["opus", "sonnet", "haiku"]),
+                    "input_tokens": st.integers(0, 10**6),
+                    "output_tokens": st.integers(0, 10**5),
+                    "cache_read_tokens": st.integers(0, 10**5),
+                    "cost_usd": st.none() | st.floats(0, 50, allow_nan=False),
+                }
+            ),
+            max_size=2,
+        )
+    )
+    usage: dict[str, Any] | None = draw(
+        st.none()
+        | st.fixed_dictionaries(
+            {
+                "input_tokens": _counts,
+                "output_tokens": _counts,
+                "total_tokens": _counts,
+                "estimated_cost": st.none() | st.floats(0, 100, allow_nan=False),
+            }
+        )
+    )
+    if usage is not None:
+        usage["by_model"] = models
+    stages = draw(
+        st.lists(
+            st.fixed_dictionaries(
+                {"stage": st.none() | st.integers(-2, 3), "duration_seconds": _seconds}
+            ),
+            max_size=3,
+        )
+    )
+    errors = draw(st.lists(st.sampled_from(["TimeoutError", "ValueError", None]), max_size=3))
+    efficiency = draw(st.none() | st.floats(0, 8, allow_nan=False))
+    return {
+        "batch_id": str(draw(st.integers(1, 4))),
+        "operation": draw(st.sampled_from(OPERATIONS)),
+        "timestamp": f"2026-03-{draw(st.integers(1, 28)):02d}T10:00:00+00:00",
+        "duration_seconds": draw(_seconds),
+        "metrics": {
+            "total_items": total,
+            **counts,
+            "token_usage": usage,
+            "stage_durations": stages,
+            "errors": [{"error_type": e} for e in errors],
+        },
+        "optimization_metrics": {"parallel_efficiency": efficiency},
+    }
+
+
+# (slot, content): a record, None to remove the slot's file, or "" for an invalid file
+_step = st.tuples(st.integers(0, 5), st.none() | st.just("") | record_json())
+
+
+def _put(archive: Path, slot: int, content: dict[str, Any] | str | None) -> None:
+    path = archive / f"batch-slot{slot}.json"
+    if content is None:
+        path.unlink(missing_ok=True)
+        return
+    staged = archive / f".tmp-{slot}"
+    staged.write_text(json.dumps(content) if content != "" else "{not json", encoding="utf-8")
+    staged.replace(path)  # a new inode under the same name, as our atomic writer does
+
+
+def _by_key(rollup: Rollup, rows: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    width = len(rollup.keys)
+    return {row[:width]: row[width:] for row in rows}
+
+
+def _assert_same_sums(maintained: tuple[Any, ...], scanned: tuple[Any, ...]) -> None:
+    assert len(maintained) == len(scanned)
+    for kept, summed in zip(maintained, scanned, strict=True):
+        if isinstance(summed, int) and isinstance(kept, int):
+            assert kept == summed
+        else:
+            assert math.isclose(kept, summed, rel_tol=1e-9, abs_tol=1e-6), (kept, summed)
+
+
+def _assert_totals_match_scans(index: ArchiveIndex) -> None:
+    for rollup in ROLLUPS:
+        maintained = _by_key(rollup, index.select(rollup.read_sql()))
+        scanned = _by_key(rollup, index.select(rollup.scan_sql()))
+        assert maintained.keys() == scanned.keys(), rollup.table
+        for key, sums in scanned.items():
+            _assert_same_sums(maintained[key], sums)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(steps=st.lists(st.lists(_step, min_size=1, max_size=4), min_size=1, max_size=6))
+def test_totals_kept_by_triggers_equal_the_sums_over_the_rows(
+    tmp_path_factory: pytest.TempPathFactory,
+    steps: list[list[tuple[int, dict[str, Any] | str | None]]],
+) -> None:
+    archive = tmp_path_factory.mktemp("archive")
+    with ArchiveIndex(archive, archive.parent / f"{archive.name}.sqlite") as index:
+        for changes in steps:
+            for slot, content in changes:
+                _put(archive, slot, content)
+            index.refresh()
+            _assert_totals_match_scans(index)
+        for slot in range(6):
+            _put(archive, slot, None)
+        index.refresh()
+        for rollup in ROLLUPS:  # nothing left, not groups of zeros or of rounding residue
+            assert index.select(rollup.read_sql()) == [], rollup.table
+
+
+def _comparable(report: Any) -> dict[str, Any]:
+    data: dict[str, Any] = report.model_dump(mode="json", exclude={"generated_at", "selection"})
+    return data
+
+
+def _assert_close(totals: Any, scanned: Any, where: str = "report") -> None:
+    if isinstance(scanned, dict):
+        assert totals.keys() == scanned.keys(), where
+        for key in scanned:
+            _assert_close(totals[key], scanned[key], f"{where}.{key}")
+    elif isinstance(scanned, list):
+        assert len(totals) == len(scanned), where
+        for n, (a, b) in enumerate(zip(totals, scanned, strict=True)):
+            _assert_close(a, b, f"{where}[{n}]")
+    elif isinstance(scanned, float) and not isinstance(totals, str):
+        assert math.isclose(totals, scanned, rel_tol=1e-12), (where, totals, scanned)
+    else:
+        assert totals == scanned, where
+
+
+@pytest.mark.parametrize("operation", [None, "execute"])
+def test_the_report_from_totals_equals_the_report_aggregated_over_every_record(
+    tmp_path: Path, operation: str | None
+) -> None:
+    archive = tmp_path / "archive"
+    write_archive(archive, 400, seed=11, every_nth_without=7)
+    (archive / "batch-broken.json").write_text("{", encoding="utf-8")
+    with ArchiveIndex(archive, tmp_path / "ix.sqlite") as index:
+        index.refresh()
+        (archive / "batch-0-generate.json").unlink()  # a removal, too
+        index.refresh(full=True)
+        thresholds = load_thresholds()
+        from_totals = compute_trends(index, thresholds, RecordFilter(operation=operation))
+        # the same records, selected by time: computed over the rows instead
+        everything = RecordFilter(operation=operation, since=0.0)
+        scanned = compute_trends(index, thresholds, everything)
+    assert from_totals.records == scanned.records == (399 if operation is None else 100)
+    _assert_close(_comparable(from_totals), _comparable(scanned))
+
+
+def test_a_bulk_refresh_recomputes_the_totals_and_triggers_keep_them_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rebuilds: list[int] = []
+    rebuild = index_module._rebuild_rollups
+
+    def counted(db: Any) -> None:
+        rebuilds.append(1)
+        rebuild(db)
+
+    monkeypatch.setattr(index_module, "_rebuild_rollups", counted)
+    archive = tmp_path / "archive"
+    write_archive(archive, 1200, seed=5, every_nth_without=9)
+    with ArchiveIndex(archive, tmp_path / "ix.sqlite") as index:
+        index.refresh()  # 1200 new records: one recomputation, no row-by-row upkeep
+        assert rebuilds == [1]
+        triggers = index.select("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        assert len(triggers) == 2 * len(ROLLUPS)  # put back after the bulk load
+        _assert_totals_match_scans(index)
+
+        names = sorted(p.name for p in archive.iterdir())
+        for name in names[:3]:
+            (archive / name).unlink()
+        _put(archive, 0, json.loads((archive / names[3]).read_text(encoding="utf-8")))
+        (archive / names[4]).write_text("[]", encoding="utf-8")  # now invalid
+        index.refresh(full=True)  # a few changes: kept by the triggers
+        assert rebuilds == [1]
+        _assert_totals_match_scans(index)
+        assert len(index) == 1200 - 3 - 1 + 1
