@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from exporter.index import ArchiveIndex, RecordFilter
 from exporter.model import describe_validation_error
-from exporter.stats import SQL_ITEM_AGGREGATES, success_rate
+from exporter.rollups import OPERATION_TOTALS
+from exporter.stats import success_rate
 
 __all__ = [
     "Candidate",
@@ -143,17 +144,16 @@ class Signals(BaseModel):
     records: int
 
 
-_BATCH_SQL: Final = """
+# a run's tokens, and whether it reported any, as the trend report counts them
+_TOKENS: Final = OPERATION_TOTALS.measure("total_tokens").expr
+_TOKENS_SEEN: Final = OPERATION_TOTALS.measure("runs_with_tokens").expr
+_BATCH_SQL: Final = f"""
 SELECT COUNT(*), AVG(tokens), COUNT(cost), AVG(cost) FROM (
   SELECT f.batch_id,
-         SUM(COALESCE(f.total_tokens, f.input_tokens + f.output_tokens)) AS tokens,
+         SUM({_TOKENS}) FILTER (WHERE {_TOKENS_SEEN}) AS tokens,
          SUM(f.estimated_cost) AS cost
-  FROM files f WHERE {where} GROUP BY f.batch_id)
-"""
-_OPS_SQL: Final = f"""
-SELECT f.operation, COUNT(*), AVG(f.duration_seconds), {SQL_ITEM_AGGREGATES}
-FROM files f WHERE {{where}} GROUP BY f.operation
-"""  # noqa: S608 (constant fragment)
+  FROM files f WHERE {{where}} GROUP BY f.batch_id)
+"""  # noqa: S608 (constant fragments)
 _REPEATS_SQL: Final = """
 SELECT COUNT(*), SUM(runs > 1) FROM (
   SELECT COUNT(*) AS runs FROM files f WHERE {where} GROUP BY f.batch_id, f.operation)
@@ -178,11 +178,14 @@ def measure_signals(index: ArchiveIndex, where: RecordFilter | None = None) -> S
     records = 0
     worst: tuple[float, str, int, int] | None = None
     slowest: tuple[float, str] | None = None
-    for op, runs, mean, total, success, _failure, _partial in index.select(_OPS_SQL, where=where):
-        records += runs
+    for row in index.select(OPERATION_TOTALS.scan_sql(), where=where):
+        ops = dict(zip(OPERATION_TOTALS.columns, row, strict=True))
+        op, success, total = ops["operation"], ops["success"], ops["items"]
+        records += ops["rows"]
         rate = success_rate(success, total)
         if rate is not None and (worst is None or rate < worst[0]):
             worst = (rate, op, success, total)
+        mean = ops["duration_seconds"] / ops["durations"] if ops["durations"] else None
         if mean is not None and (slowest is None or mean > slowest[0]):
             slowest = (mean, op)
     if worst is not None:

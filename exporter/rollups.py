@@ -79,6 +79,13 @@ class Rollup:
         """The column names of a row from :meth:`read_sql` or :meth:`scan_sql`, in order."""
         return (*(k.name for k in self.keys), "rows", *(m.name for m in self.measures))
 
+    def measure(self, name: str) -> Measure:
+        """The measure called ``name`` (KeyError if there is none)."""
+        for m in self._measures():
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
     def _measures(self) -> tuple[Measure, ...]:
         return (Measure("rows", "1"), *self.measures)
 

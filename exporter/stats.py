@@ -16,8 +16,9 @@
   recorded. The mean of the per-run efficiencies weighs a one-minute run like a one-hour one.
 * Every archived run counts once: a retried or resumed batch contributes each of its runs.
 
-These are given twice, as Python over values and as SQL over the archive index's ``files``
-table (alias ``f``); ``tests/test_trends.py`` proves the two agree. The Prometheus rules
+These are given twice, as Python over values here and as SQL over the archive index's rows
+(the measures of :mod:`exporter.rollups`, which build on :data:`SQL_RUN_TOTAL`);
+``tests/test_trends.py`` proves the two agree. The Prometheus rules
 express the same definitions in PromQL.
 """
 
@@ -29,9 +30,6 @@ from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
-    "SQL_DURATION_AGGREGATES",
-    "SQL_ITEM_AGGREGATES",
-    "SQL_PARALLEL_AGGREGATES",
     "SQL_RUN_TOTAL",
     "DurationStats",
     "ItemCounts",
@@ -42,27 +40,12 @@ __all__ = [
     "success_rate",
 ]
 
-# count, mean, min, max of the recorded durations (NULL durations are ignored by SQL aggregates).
-SQL_DURATION_AGGREGATES: Final = (
-    "COUNT(f.duration_seconds), AVG(f.duration_seconds), "
-    "MIN(f.duration_seconds), MAX(f.duration_seconds)"
-)
-# total, success, failure, partial items (a run without counts contributes 0). A run's total is
-# total_items, or the items it counted when total_items is missing (the model guarantees the
-# counts never exceed total_items), as exporter.prometheus.series counts them.
+# A run's item total: total_items, or the items it counted when total_items is missing (the
+# model guarantees the counts never exceed total_items), as exporter.prometheus.series counts
+# them; a run without counts contributes 0.
 SQL_RUN_TOTAL: Final = (
     "MAX(COALESCE(f.total_items, 0), COALESCE(f.success_count, 0) "
     "+ COALESCE(f.failure_count, 0) + COALESCE(f.partial_count, 0))"
-)
-SQL_ITEM_AGGREGATES: Final = (
-    f"COALESCE(SUM({SQL_RUN_TOTAL}), 0), COALESCE(SUM(f.success_count), 0), "
-    "COALESCE(SUM(f.failure_count), 0), COALESCE(SUM(f.partial_count), 0)"
-)
-
-
-# item seconds (NULL when no run recorded both figures) and wall seconds of the runs.
-SQL_PARALLEL_AGGREGATES: Final = (
-    "SUM(f.duration_seconds * f.parallel_efficiency), SUM(f.duration_seconds)"
 )
 
 
