@@ -1,8 +1,10 @@
 """Trends across archived batch runs: figures, bottlenecks and the markdown report.
 
-:func:`compute_trends` reads the archive index with SQL aggregates (one ``GROUP BY`` per
-section) and fetches only the per-run durations it needs for the median and p95, so a report
-over a hundred thousand runs costs a fraction of a second once the index is warm. The figures
+:func:`compute_trends` reads, for every run (of one operation), the totals the archive index
+keeps current (:mod:`exporter.rollups`) and a few lookups in its ordered indexes for extremes
+and quantiles: a report over a hundred thousand runs costs milliseconds once the index is
+warm. A selection by time (``--since``, ``--recent``) is aggregated with the same definitions
+in SQL over the selected rows. The figures
 follow :mod:`exporter.stats` (the shared definitions) and the bottleneck rules come from
 :func:`exporter.thresholds.load_thresholds`, the file the alert rules are generated from.
 
