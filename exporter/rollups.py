@@ -7,7 +7,8 @@ serves twice:
 
 * the index creates a table for it, with triggers that add a row's measures when the row is
   inserted into the index and subtract them before it is deleted, in the same transaction
-  (:attr:`Rollup.schema`); a group whose rows are all gone is dropped;
+  (:attr:`Rollup.schema`); a group whose rows are all gone is dropped. After a bulk load the
+  index drops the triggers and recomputes the table in one pass instead (:meth:`Rollup.rebuild`);
 * :meth:`Rollup.scan_sql` computes the same sums over any selection of records, for reports
   that filter by time, where a maintained total cannot help.
 
@@ -17,7 +18,7 @@ come from ordered indexes instead (see :mod:`exporter.trends`).
 
 Measures read the record's row in ``files`` as ``f`` and the source row as ``{r}`` (``f``
 itself for rollups over ``files``). The index only ever inserts and deletes rows, never
-updates them, which is what the triggers rely on.
+updates them, which is what the triggers rely on: an update of a source row is refused.
 """
 
 from __future__ import annotations
@@ -130,6 +131,9 @@ class Rollup:
                 f"CREATE TRIGGER IF NOT EXISTS {name} {body}"
                 for name, body in self._triggers().items()
             ),
+            f"CREATE TRIGGER IF NOT EXISTS {self.source}_not_updated BEFORE UPDATE ON "
+            f"{self.source} BEGIN SELECT RAISE(ABORT, 'index rows are replaced, not updated'); "
+            "END",
         ]
 
     @property
