@@ -142,7 +142,7 @@ class Batch(SyncAndAsyncContext):
         self._outcome = outcome
         if exc is not None:
             state.count_error(type(exc).__qualname__, exc)
-        end_scope_span(state.span, exc, state.usage.attributes, outcome)
+        end_scope_span(state.span, exc, state.usage, outcome)
         state.instruments.record_operation_end(self.operation, outcome, duration)
 
 

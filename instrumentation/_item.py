@@ -21,7 +21,7 @@ from instrumentation._spans import (
     end_span,
     truncate,
 )
-from instrumentation._state import CURRENT, ItemState, Scope, enter, leave
+from instrumentation._state import CURRENT, ItemState, Scope, enter, leave, usage_attributes
 
 
 def _check_outcome(outcome: str) -> semconv.ItemOutcome:
@@ -89,7 +89,7 @@ def _finish_item(
             message = truncate(message, semconv.MAX_ERROR_MESSAGE)
         if message:
             attributes[semconv.ATTR_ERROR_MESSAGE] = message
-        attributes.update(state.usage.attributes())
+        attributes.update(usage_attributes(state.usage))
         description = message or error_type
     end_span(
         state.span,

@@ -16,6 +16,7 @@ from opentelemetry.util.types import AttributeValue
 
 from instrumentation import semconv
 from instrumentation._guard import report_internal_error
+from instrumentation._state import Usage, usage_attributes
 
 Attributes = Mapping[str, AttributeValue]
 
@@ -114,6 +115,8 @@ def end_span(
     ``BaseException`` (KeyboardInterrupt, CancelledError) is not recorded as an event: the span
     only ends. ``failed`` sets status ERROR without an exception (an item marked failure).
     """
+    if span is trace.INVALID_SPAN:  # an untraced batch's stage or item: nothing to end
+        return
     try:
         if span.is_recording():
             span.set_attributes(attributes)
@@ -130,16 +133,16 @@ def end_span(
 def end_scope_span(
     span: Span,
     exc: BaseException | None,
-    totals: Callable[[], Attributes],
+    usage: Usage | None,
     outcome: str | None = None,
 ) -> None:
-    """End the span of a batch or stage: its outcome, token ``totals`` and what escaped it."""
+    """End the span of a batch or stage: its outcome, token ``usage`` and what escaped it."""
     attributes: dict[str, AttributeValue] = {}
     description = None
     if span.is_recording():
         if outcome is not None:
             attributes[semconv.ATTR_OUTCOME] = outcome
-        attributes.update(totals())
+        attributes.update(usage_attributes(usage))
         if exc is not None:
             attributes[semconv.ATTR_ERROR_TYPE] = type(exc).__qualname__
         description = describe(exc)

@@ -86,7 +86,7 @@ def _close(opened: _Open | None, exc: BaseException | None) -> None:
         state = opened.state
         if exc is not None:
             state.batch.count_error(type(exc).__qualname__, exc)
-        end_scope_span(state.span, exc, state.usage.attributes)
+        end_scope_span(state.span, exc, state.usage)
         state.batch.instruments.record_stage_end(state.batch.operation, state.stage, duration)
     except Exception as error:
         report_internal_error("stage end", error)

@@ -10,7 +10,7 @@ import threading
 from collections import deque
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
 from opentelemetry.trace import Span, Tracer
 from opentelemetry.util.types import AttributeValue
@@ -62,7 +62,7 @@ class BatchState:
     tracer: Tracer
     instruments: Instruments
     span: Span
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage | None = None  # created by the first add_usage (see usage_attributes)
     lock: threading.Lock = field(default_factory=threading.Lock)
     total_items: int | None = None  # announced by the caller, if it did
     # Whether the batch's span records. When it does not (no SDK configured, or a sampler
@@ -98,10 +98,14 @@ class BatchState:
                 self.seen_errors.append(exc)
         self.instruments.record_error(self.operation, error_type)
 
-    def add_usage(self, usage: Usage, input_tokens: int, output_tokens: int, cache: int) -> None:
-        """Add token usage to ``usage`` (a span of this batch) under the batch lock."""
+    def add_usage(
+        self, owner: UsageOwner, input_tokens: int, output_tokens: int, cache: int
+    ) -> None:
+        """Add token usage to ``owner`` (this batch, or a stage or item of it) under its lock."""
         with self.lock:
-            usage.add(input_tokens, output_tokens, cache)
+            if owner.usage is None:
+                owner.usage = Usage()
+            owner.usage.add(input_tokens, output_tokens, cache)
 
     def outcome(self, failed: bool) -> semconv.OperationOutcome:
         """The run's outcome (:func:`semconv.run_outcome`); ``failed``: the body raised."""
@@ -117,7 +121,7 @@ class StageState:
     batch: BatchState
     stage: int
     span: Span
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -128,24 +132,38 @@ class ItemState:
     stage: StageState | None
     item_id: str
     span: Span
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """What is current: the batch, and the stage and item inside it if any."""
+class Scope(NamedTuple):
+    """What is current: the batch, and the stage and item inside it if any.
+
+    A named tuple: immutable, and built on every stage and item, where a frozen dataclass
+    costs twice as much.
+    """
 
     batch: BatchState
     stage: StageState | None = None
     item: ItemState | None = None
 
-    def innermost(self) -> tuple[Span, Usage]:
-        """The span (and its token totals) that usage recorded now belongs to."""
+    def innermost(self) -> UsageOwner:
+        """The item, stage or batch that usage recorded now belongs to."""
         if self.item is not None:
-            return self.item.span, self.item.usage
+            return self.item
         if self.stage is not None:
-            return self.stage.span, self.stage.usage
-        return self.batch.span, self.batch.usage
+            return self.stage
+        return self.batch
+
+
+UsageOwner = BatchState | StageState | ItemState
+
+
+def usage_attributes(usage: Usage | None) -> dict[str, AttributeValue]:
+    """Token totals as span attributes; empty when none were recorded.
+
+    Only recording spans collect usage: their totals are attributes, which nothing else reads.
+    """
+    return {} if usage is None else usage.attributes()
 
 
 CURRENT: Final[ContextVar[Scope | None]] = ContextVar("batch_metrics_scope", default=None)

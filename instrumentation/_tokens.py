@@ -59,9 +59,10 @@ def record_tokens(
     try:
         batch = scope.batch
         model = truncate(model, semconv.MAX_LABEL_LENGTH)
-        span, usage = scope.innermost()
-        batch.add_usage(usage, input, output, cache_read)
+        owner = scope.innermost()
+        span = owner.span
         if span.is_recording():
+            batch.add_usage(owner, input, output, cache_read)
             attributes: dict[str, AttributeValue] = {
                 semconv.ATTR_GENAI_MODEL: model,
                 semconv.ATTR_GENAI_INPUT_TOKENS: input,
