@@ -23,6 +23,7 @@ exported and the two span trees are compared, so the comparison is like for like
 from __future__ import annotations
 
 import argparse
+import gc
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -164,11 +165,16 @@ def _per_call_us(
     calls: int, stage: Callable[[str], int], scope: Callable[[], AbstractContextManager[object]]
 ) -> float:
     ids = [f"PRP-1.1.{n}" for n in range(calls)]
-    with scope():
-        started = time.perf_counter()
-        for item_id in ids:
-            stage(item_id)
-        elapsed = time.perf_counter() - started
+    gc.collect()
+    gc.disable()  # as timeit does: a collection landing in one variant's round is noise
+    try:
+        with scope():
+            started = time.perf_counter()
+            for item_id in ids:
+                stage(item_id)
+            elapsed = time.perf_counter() - started
+    finally:
+        gc.enable()
     return elapsed / calls * 1e6
 
 
