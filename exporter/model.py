@@ -146,11 +146,28 @@ Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
 Usd = Annotated[float, Field(ge=0, le=MAX_USD, allow_inf_nan=False)]
 
 
+def _finite_json(value: Any) -> Any:
+    """An extra field's value, refused if it holds NaN or Infinity at any depth.
+
+    Python's JSON reader accepts them, JSON does not; written back they would become null.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("NaN and Infinity are not JSON numbers")
+    if isinstance(value, dict):
+        for item in value.values():
+            _finite_json(item)
+    elif isinstance(value, list):
+        for item in value:
+            _finite_json(item)
+    return value
+
+
 class _Model(BaseModel):
     # Extra fields are kept: the seed schema allows them and newer writers may add some.
     model_config = ConfigDict(
         extra="allow", allow_inf_nan=False, populate_by_name=True, defer_build=True
     )
+    __pydantic_extra__: dict[str, Annotated[Any, AfterValidator(_finite_json)]] = Field(init=False)
 
 
 class ModelUsage(_Model):

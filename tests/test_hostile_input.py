@@ -318,6 +318,30 @@ def test_absurdly_large_values_are_refused_by_the_loader(
         read_record(path)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"extra": Infinity}',
+        '{"stage_durations": [{"stage": 1, "note": [1, {"x": NaN}]}]}',
+    ],
+    ids=["top-level", "nested"],
+)
+def test_nan_and_infinity_in_unknown_fields_are_refused(tmp_path: Path, text: str) -> None:
+    # Found by the fuzz run: Python's JSON reader takes them, JSON has no such numbers, and
+    # written back they became null, so a record did not read back as itself.
+    extra = json.loads(text)
+    content = json.loads(_valid_text())
+    if "stage_durations" in extra:
+        content["metrics"].update(extra)
+    else:
+        content.update(extra)
+    path = tmp_path / "batch-47-execute.json"
+    path.write_text(json.dumps(content), encoding="utf-8")  # json.dumps writes NaN/Infinity
+    with pytest.raises(InvalidRecordFile, match="NaN and Infinity are not JSON numbers") as err:
+        read_record(path)
+    assert _one_line(err.value.reason)
+
+
 @pytest.mark.parametrize("selection", [["--all"], ["--since", "1970-01-01"]], ids=["all", "since"])
 @pytest.mark.parametrize("waves", [(1100,), (200, 900)], ids=["bulk", "row-by-row"])
 def test_counts_whose_sum_leaves_64_bits_are_one_error_line(
