@@ -95,16 +95,20 @@ class Rollup:
         link = "id" if self.source == "files" else "file_id"
         return f"FROM files f WHERE f.id = {row}.{link} AND {_VALID}"
 
+    @property
+    def _unique_key(self) -> str:
+        """The table's unique key; a NULL key becomes '' in it, as NULLs are never equal."""
+        return ", ".join(f"ifnull({k.name}, '')" if k.nullable else k.name for k in self.keys)
+
     def _trigger_body(self, row: str, sign: str) -> str:
         keys = ", ".join(k.expr.format(r=row) for k in self.keys)
         sums = ", ".join(f"{sign}({m.expr.format(r=row)})" for m in self._measures())
-        conflict = ", ".join(f"ifnull({k.name}, '')" if k.nullable else k.name for k in self.keys)
         update = ", ".join(f"{m.name} = {m.name} + excluded.{m.name}" for m in self._measures())
         return (
             f"INSERT INTO {self.table} ({', '.join(self.columns)}) "
             f"SELECT {keys}, {sums} {self._row_source(row)} "
             f"AND ({self.condition.format(r=row)}) "
-            f"ON CONFLICT ({conflict}) DO UPDATE SET {update};"
+            f"ON CONFLICT ({self._unique_key}) DO UPDATE SET {update};"
         )
 
     def _triggers(self) -> dict[str, str]:
@@ -122,11 +126,11 @@ class Rollup:
         measure_columns = [
             f"{m.name} {'REAL' if m.real else 'INTEGER'} NOT NULL" for m in self._measures()
         ]
-        unique = ", ".join(f"ifnull({k.name}, '')" if k.nullable else k.name for k in self.keys)
         return [
             f"CREATE TABLE IF NOT EXISTS {self.table} "
             f"({', '.join([*key_columns, *measure_columns])})",
-            f"CREATE UNIQUE INDEX IF NOT EXISTS {self.table}_key ON {self.table} ({unique})",
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {self.table}_key "
+            f"ON {self.table} ({self._unique_key})",
             *(
                 f"CREATE TRIGGER IF NOT EXISTS {name} {body}"
                 for name, body in self._triggers().items()
