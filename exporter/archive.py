@@ -131,8 +131,7 @@ def read_bounded(path: Path, limit: int = MAX_RECORD_BYTES) -> tuple[bytes, os.s
             raise InvalidRecordFile(path, "is not a regular file")
         if st.st_size > limit:
             raise InvalidRecordFile(path, f"larger than {_size(limit)}")
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            data = handle.read(limit + 1)
+        data = _read_at_most(fd, limit + 1, expected=st.st_size)
     except OSError as exc:
         raise InvalidRecordFile(path, f"cannot read: {exc.strerror or exc}") from exc
     finally:
@@ -140,6 +139,23 @@ def read_bounded(path: Path, limit: int = MAX_RECORD_BYTES) -> tuple[bytes, os.s
     if len(data) > limit:  # grew while being read
         raise InvalidRecordFile(path, f"larger than {_size(limit)}")
     return data, st
+
+
+def _read_at_most(fd: int, most: int, *, expected: int) -> bytes:
+    """Up to ``most`` bytes of ``fd``, to its end; ``expected`` (the size fstat gave) sizes the
+    first read, so a record costs one read and one empty read at the end, not a buffer of
+    ``most`` bytes (a file object's ``read(most)`` allocates that much every time)."""
+    parts: list[bytes] = []
+    size = 0
+    want = min(expected + 1, most)
+    while size < most:
+        chunk = os.read(fd, want)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+        want = min(most - size, 1 << 20)  # grew since fstat, or a short read: go on
+    return b"".join(parts)
 
 
 def _size(limit: int) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,8 +16,10 @@ from exporter.archive import (
     ArchiveError,
     InvalidRecordFile,
     LoadedRecord,
+    _read_at_most,
     find_runs,
     iter_archive,
+    read_bounded,
     read_record,
     write_record,
 )
@@ -214,3 +217,34 @@ def test_write_into_unwritable_place_is_an_archive_error(tmp_path: Path) -> None
     blocker.write_text("", encoding="utf-8")
     with pytest.raises(ArchiveError, match=r"cannot write record to .*: Not a directory"):
         write_record(blocker / "archive", make())
+
+
+def test_read_bounded_reads_exactly_up_to_its_limit(tmp_path: Path) -> None:
+    path = tmp_path / "batch-1-execute.json"
+    path.write_bytes(b"x" * 64)
+    data, st = read_bounded(path, limit=64)
+    assert data == b"x" * 64 and st.st_size == 64
+    with pytest.raises(InvalidRecordFile, match="larger than 63 bytes"):
+        read_bounded(path, limit=63)
+
+
+def test_a_file_longer_than_its_stat_said_is_read_to_the_end_or_the_limit() -> None:
+    # A pipe stands in for a file that grew after fstat: reads return what is there.
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, b"a" * 10)
+        os.write(write_end, b"b" * 10)
+        os.close(write_end)
+        write_end = -1
+        assert _read_at_most(read_end, 100, expected=3) == b"a" * 10 + b"b" * 10
+    finally:
+        os.close(read_end)
+        if write_end != -1:
+            os.close(write_end)
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, b"c" * 30)
+        assert _read_at_most(read_end, 12, expected=0) == b"c" * 12  # stops at the limit
+    finally:
+        os.close(read_end)
+        os.close(write_end)
