@@ -282,6 +282,7 @@ _CHILD_TABLES: Final = ("models", "stages", "errors")
 # A refresh changing at least this many records, and an eighth of the index, recomputes the
 # rollups in one pass instead of letting their triggers add and subtract row by row.
 _BULK_CHANGES: Final = 1000
+_NAMES_PER_QUERY: Final = 500
 
 
 # Statements are built once from the constant column list above; values always go through "?".
@@ -320,6 +321,21 @@ def _from_row(row: Sequence[Any]) -> RecordSummary:
     )
 
 
+def _ids_of(db: sqlite3.Connection, names: Sequence[str]) -> list[int]:
+    """The ids of the rows of ``names`` (in chunks, under SQLite's limit on parameters).
+
+    Usually few or none exist (new records): looking them up once is cheaper than deleting
+    by name from four tables.
+    """
+    ids: list[int] = []
+    for start in range(0, len(names), _NAMES_PER_QUERY):
+        chunk = names[start : start + _NAMES_PER_QUERY]
+        marks = ", ".join("?" * len(chunk))
+        query = f"SELECT id FROM files WHERE name IN ({marks})"  # noqa: S608 (placeholders)
+        ids.extend(file_id for (file_id,) in db.execute(query, chunk))
+    return ids
+
+
 def _write_rows(
     db: sqlite3.Connection,
     changed: Sequence[str],
@@ -328,14 +344,13 @@ def _write_rows(
     added: Sequence[RecordSummary],
 ) -> None:
     """Drop every row of the ``changed`` names, then insert what was ``stored`` for them."""
-    dropped = [(n,) for n in changed]
+    dropped = [(file_id,) for file_id in _ids_of(db, changed)]
     for table in _CHILD_TABLES:  # children first: their triggers look up the record's row
         db.executemany(
-            f"DELETE FROM {table} WHERE file_id IN "  # noqa: S608 (constant table names)
-            "(SELECT id FROM files WHERE name=?)",
+            f"DELETE FROM {table} WHERE file_id = ?",  # noqa: S608 (constant table names)
             dropped,
         )
-    db.executemany("DELETE FROM files WHERE name=?", dropped)
+    db.executemany("DELETE FROM files WHERE id = ?", dropped)
     # Ids are assigned here, under the write lock, so child rows can refer to them.
     (next_id,) = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM files").fetchone()
     ids = {name: next_id + i for i, name in enumerate(stored)}
