@@ -68,9 +68,13 @@ BUCKETS: Final = sc.DURATION_BUCKETS
 _LATEST_TIME: Final = 253402300800.0  # 10000-01-01T00:00:00Z
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Family:
-    """One metric family of the contract. ``name`` is the exposed name without ``_total``."""
+    """One metric family of the contract. ``name`` is the exposed name without ``_total``.
+
+    Compared and hashed by identity: the families are the module's constants, and series keys
+    (family, labels) are hashed millions of times when the archive is first counted.
+    """
 
     name: str
     kind: Kind
