@@ -20,13 +20,17 @@ from exporter.pricing import (
 
 def test_builtin_table_is_dated_and_has_current_claude_and_openai_models() -> None:
     table = default_pricing()
-    assert table.as_of == date(2025, 11, 24)
+    assert table.as_of == date(2026, 11, 29)
     sonnet = table.price("claude-sonnet-4-5-20250929")
     assert sonnet == table.price("claude-sonnet-4-5") == table.price("CLAUDE-SONNET-4-5")
     assert sonnet is not None
     assert (sonnet.input, sonnet.output, sonnet.cache_read) == (3.0, 15.0, 0.3)
     for model in ("claude-opus-4-5", "claude-opus-4-1", "claude-haiku-4-5", "gpt-4o", "gpt-5"):
         assert table.price(model) is not None, model
+    opus = table.price("claude-opus-5-5")
+    assert opus is not None and (opus.input, opus.output, opus.cache_read) == (4.0, 20.0, 0.2)
+    # priced per request by prompt length, which a run's totals cannot tell: never guessed
+    assert table.price("claude-haiku-5-5") is None
 
 
 def test_estimate_charges_cache_reads_at_cache_price() -> None:
