@@ -30,6 +30,7 @@ from exporter.model import (
     RecordStatus,
     StageDuration,
     TokenUsage,
+    measured_efficiency,
     record_status,
 )
 from exporter.pricing import PricingTable, combine_sources
@@ -241,7 +242,7 @@ def _from_orchestrator(
     if timestamp is None:
         return None
     item_time = sum(t.elapsed_seconds or 0.0 for t in tasks)
-    efficiency = item_time / duration if duration and item_time else None
+    efficiency = measured_efficiency(item_time, duration)
     return BatchRecord(
         batch_id=batch_id,
         operation=operation,

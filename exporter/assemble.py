@@ -44,6 +44,7 @@ from exporter.model import (
     RecordStatus,
     StageDuration,
     TokenUsage,
+    measured_efficiency,
     record_status,
 )
 from exporter.pricing import PricingTable, combine_sources, default_pricing
@@ -370,7 +371,7 @@ def assemble(
     start_ns = cast(int, root.start_time)
     end_ns = root.end_time if crashed_at is None else max(crashed_at, start_ns)
     wall = _seconds(start_ns, end_ns)
-    efficiency = round(sum(attempt_seconds) / wall, 4) if attempt_seconds and wall else None
+    efficiency = measured_efficiency(sum(attempt_seconds), wall)
     status: RecordStatus = (
         "crashed"
         if crashed_at is not None

@@ -49,6 +49,7 @@ __all__ = [
     "check_batch_id",
     "describe_validation_error",
     "dump_record",
+    "measured_efficiency",
     "parse_record",
     "record_status",
 ]
@@ -141,6 +142,9 @@ Timestamp = Annotated[datetime, BeforeValidator(_parse_timestamp), AfterValidato
 MAX_COUNT: Final = 2**53
 MAX_SECONDS: Final = 1e9
 MAX_USD: Final = 1e12
+# Item seconds per wall second: a million items' worth of work at once is already absurd, and
+# the bound keeps item time (duration x efficiency) finite in every sum the index keeps.
+MAX_EFFICIENCY: Final = 1e6
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
 Usd = Annotated[float, Field(ge=0, le=MAX_USD, allow_inf_nan=False)]
@@ -248,7 +252,9 @@ class OptimizationMetrics(_Model):
 
     shared_context_size: Count | None = None
     token_savings: int | None = None
-    parallel_efficiency: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+    parallel_efficiency: (
+        Annotated[float, Field(ge=0, le=MAX_EFFICIENCY, allow_inf_nan=False)] | None
+    ) = Field(
         default=None,
         description=(
             "Sum of item durations over the run's wall time: 1.0 = no speedup from "
@@ -331,6 +337,18 @@ class BatchRecord(_Model):
         if self.duration_seconds is None:
             return None
         return datetime.fromtimestamp(self.timestamp.timestamp() + self.duration_seconds, tz=UTC)
+
+
+def measured_efficiency(item_seconds: float, wall_seconds: float | None) -> float | None:
+    """Parallel efficiency as a record stores it: item seconds per wall second, 4 decimals.
+
+    None without item time or wall time, and when the wall time is too short for the ratio to
+    mean anything (above :data:`MAX_EFFICIENCY`).
+    """
+    if not item_seconds or not wall_seconds:
+        return None
+    ratio = round(item_seconds / wall_seconds, 4)
+    return ratio if ratio <= MAX_EFFICIENCY else None
 
 
 @cache

@@ -332,6 +332,19 @@ def test_zero_wall_time_gives_no_efficiency() -> None:
     assert record.optimization_metrics.parallel_efficiency is None
 
 
+def test_an_absurd_efficiency_is_left_out_not_a_lost_record() -> None:
+    # Items marked after the fact with a day's work, in a batch that ran for a microsecond:
+    # the ratio says nothing, and the model refuses one above MAX_EFFICIENCY.
+    t = SpanTree()
+    root = t.batch()
+    t.item(root, "a", -86_400, 0)
+    t.end(root, 1e-6)
+    record = assemble(t.finished())
+    assert record.optimization_metrics is not None
+    assert record.optimization_metrics.parallel_efficiency is None
+    assert record.metrics.success_count == 1
+
+
 def test_no_batch_span_or_two_are_refused() -> None:
     t = SpanTree()
     other = t.start("x", {}, 0)

@@ -306,8 +306,14 @@ def test_index_over_a_hostile_archive_keeps_the_valid_records(tmp_path: Path) ->
 
 @pytest.mark.parametrize(
     "changes",
-    [{"metrics": {"total_items": 10**30}}, {"duration_seconds": 1e300}],
-    ids=["count-1e30", "duration-1e300"],
+    [
+        {"metrics": {"total_items": 10**30}},
+        {"duration_seconds": 1e300},
+        # finite, but duration x efficiency overflowed the index's sums to inf, and removing
+        # the record then computed inf - inf
+        {"optimization_metrics": {"parallel_efficiency": 1e308}},
+    ],
+    ids=["count-1e30", "duration-1e300", "efficiency-1e308"],
 )
 def test_absurdly_large_values_are_refused_by_the_loader(
     tmp_path: Path, changes: dict[str, object]
