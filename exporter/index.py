@@ -40,7 +40,6 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -70,7 +69,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 ENV_INDEX: Final = "BATCH_METRICS_INDEX"
-_FORMAT_VERSION: Final = 5  # bump when RecordSummary or the tables change
+_FORMAT_VERSION: Final = 6  # bump when RecordSummary or what is stored of a record changes
 # (size, mtime_ns, inode) of a record file: what tells the index a file changed.
 FileIdentity = tuple[int, int, int]
 # A directory mtime younger than this may not show a change made within the same tick.
@@ -278,6 +277,9 @@ _ALL_SCHEMA: Final = _SCHEMA + "".join(
     f"{statement};\n"
     for statement in (*_CREATE_READ_INDEXES, *(s for r in ROLLUPS for s in r.schema))
 )
+# What an index file must have been made with to be reused: the version above, and the exact
+# schema (tables, triggers, indexes), so a changed measure or trigger never meets old totals.
+_FORMAT: Final = f"{_FORMAT_VERSION}-{hashlib.sha256(_ALL_SCHEMA.encode()).hexdigest()[:16]}"
 _CHILD_TABLES: Final = ("models", "stages", "errors")
 # A refresh changing at least this many records, and an eighth of the index, recomputes the
 # rollups in one pass instead of letting their triggers add and subtract row by row.
@@ -394,6 +396,14 @@ def _bulk_load(db: sqlite3.Connection) -> Iterator[None]:
         db.execute(statement)
 
 
+def _any_overflowed(db: sqlite3.Connection) -> bool:
+    """Whether some rollup holds a group whose integer sums left 64 bits."""
+    return any(
+        db.execute(f"SELECT 1 FROM {r.table} WHERE overflowed LIMIT 1").fetchone()  # noqa: S608
+        for r in ROLLUPS
+    )
+
+
 def _rebuild_rollups(db: sqlite3.Connection) -> None:
     """Recompute every rollup from the rows and restore its triggers (inside a transaction)."""
     valid, _ = RecordFilter().sql()
@@ -443,7 +453,8 @@ class SumOverflowError(UserError):
     def __init__(self) -> None:
         super().__init__(
             "the archive's counts add up to more than 2**63: some records hold absurd values "
-            "(run `batch-metrics validate` and look at their item and token counts)"
+            "(find them with `batch-metrics validate`; once they are gone, "
+            "`batch-metrics trends --rescan` recounts)"
         )
 
 
@@ -506,17 +517,15 @@ class ArchiveIndex:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         row = db.execute("SELECT value FROM meta WHERE key='format'").fetchone()
-        if row is None or row[0] != str(_FORMAT_VERSION):
+        if row is None or row[0] != _FORMAT:
             # a new file, or one of an older layout: (re)create the tables
             db.execute("BEGIN IMMEDIATE")
             row = db.execute("SELECT value FROM meta WHERE key='format'").fetchone()
-            if row is None or row[0] != str(_FORMAT_VERSION):  # nobody else did it meanwhile
+            if row is None or row[0] != _FORMAT:  # nobody else did it meanwhile
                 for table in ("files", *_CHILD_TABLES, *(r.table for r in ROLLUPS)):
                     db.execute(f"DROP TABLE IF EXISTS {table}")
                 db.execute("DELETE FROM meta")  # including what the last refresh saw
-                db.execute(
-                    "INSERT INTO meta (key, value) VALUES ('format', ?)", (str(_FORMAT_VERSION),)
-                )
+                db.execute("INSERT INTO meta (key, value) VALUES ('format', ?)", (_FORMAT,))
             db.execute("COMMIT")
         db.executescript(_ALL_SCHEMA)
         db.execute("SELECT count(*) FROM files").fetchone()  # fails early on a corrupt file
@@ -577,7 +586,7 @@ class ArchiveIndex:
             # mtime tick (coarse on some filesystems): do not trust that mtime next time.
             if time.time_ns() - dir_mtime < _MTIME_SETTLE_NS:
                 dir_mtime = _UNSETTLED
-            result = self._apply(to_read, gone, len(names), started, dir_mtime)
+            result = self._apply(to_read, gone, len(names), started, dir_mtime, heal=full)
             self._dir_mtime_ns = dir_mtime
             if result.changed:
                 self.generation += 1
@@ -613,8 +622,13 @@ class ArchiveIndex:
         scanned: int,
         started: float,
         dir_mtime: int,
+        *,
+        heal: bool = False,
     ) -> RefreshResult:
-        """Parse ``to_read``, drop ``gone``, and store the result in one transaction."""
+        """Parse ``to_read``, drop ``gone``, and store the result in one transaction.
+
+        With ``heal`` (a full refresh), totals an overflow made inexact are recomputed.
+        """
         from exporter import archive  # noqa: PLC0415 (parsing records needs pydantic: load it late)
 
         known = self._known if self._known is not None else {}
@@ -647,6 +661,8 @@ class ArchiveIndex:
             bulk = len(changed) >= _BULK_CHANGES and len(changed) * 8 >= len(known) + len(stored)
             with _bulk_load(db) if bulk else contextlib.nullcontext():
                 _write_rows(db, changed, stored, newly_invalid, added)
+            if heal and not bulk and _any_overflowed(db):
+                _rebuild_rollups(db)
             db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('dir_mtime_ns', ?)",
                 (str(dir_mtime),),
@@ -732,29 +748,6 @@ class ArchiveIndex:
         """Files of the archive that are not valid records, with the reason for each."""
         with self._lock:
             return dict(self._invalid_cache())
-
-    def select_many(
-        self, statements: Sequence[str], where: RecordFilter | None = None
-    ) -> list[list[tuple[Any, ...]]]:
-        """Run several independent :meth:`select` statements, concurrently where possible.
-
-        SQLite releases the GIL while it works, so on an index file each statement gets its own
-        read connection and thread (one per core); an in-memory index runs them in turn.
-        """
-        if self.db_path is None or len(statements) < 2:
-            return [self.select(sql, where=where) for sql in statements]
-        path = self.db_path
-
-        def run(sql: str) -> list[tuple[Any, ...]]:
-            db = sqlite3.connect(path, timeout=30.0)
-            try:
-                return _query(db, sql, (), where)
-            finally:
-                db.close()
-
-        workers = min(len(statements), os.cpu_count() or 1)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="index-query") as pool:
-            return list(pool.map(run, statements))
 
     def summaries(
         self,

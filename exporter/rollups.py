@@ -100,15 +100,40 @@ class Rollup:
         """The table's unique key; a NULL key becomes '' in it, as NULLs are never equal."""
         return ", ".join(f"ifnull({k.name}, '')" if k.nullable else k.name for k in self.keys)
 
+    def _update(self) -> str:
+        """The upsert's SET clause: add a row's measures to its group's running totals.
+
+        Sums of REAL measures are compensated (Neumaier): the rounding error of each addition
+        is kept in ``<name>_c``, so adding a large value and later subtracting it leaves the
+        small ones beside it intact. An integer sum that leaves 64 bits turns into a REAL in
+        SQLite, losing counts; ``overflowed`` records that it happened, for good (until a
+        rebuild), since a later subtraction may bring the sum back into range, but not its
+        lost digits. (All right-hand sides read the row as it was before this update.)
+        """
+        parts: list[str] = []
+        for m in self._measures():
+            new = f"excluded.{m.name}"
+            parts.append(f"{m.name} = {m.name} + {new}")
+            if m.real:
+                total = f"({m.name} + {new})"
+                parts.append(
+                    f"{m.name}_c = {m.name}_c + CASE WHEN abs({m.name}) >= abs({new}) "
+                    f"THEN ({m.name} - {total}) + {new} ELSE ({new} - {total}) + {m.name} END"
+                )
+        widened = " OR ".join(
+            f"typeof({m.name} + excluded.{m.name}) = 'real'" for m in self._measures() if not m.real
+        )
+        parts.append(f"overflowed = overflowed OR {widened}")
+        return ", ".join(parts)
+
     def _trigger_body(self, row: str, sign: str) -> str:
         keys = ", ".join(k.expr.format(r=row) for k in self.keys)
         sums = ", ".join(f"{sign}({m.expr.format(r=row)})" for m in self._measures())
-        update = ", ".join(f"{m.name} = {m.name} + excluded.{m.name}" for m in self._measures())
         return (
             f"INSERT INTO {self.table} ({', '.join(self.columns)}) "
             f"SELECT {keys}, {sums} {self._row_source(row)} "
             f"AND ({self.condition.format(r=row)}) "
-            f"ON CONFLICT ({self._unique_key}) DO UPDATE SET {update};"
+            f"ON CONFLICT ({self._unique_key}) DO UPDATE SET {self._update()};"
         )
 
     def _triggers(self) -> dict[str, str]:
@@ -126,9 +151,11 @@ class Rollup:
         measure_columns = [
             f"{m.name} {'REAL' if m.real else 'INTEGER'} NOT NULL" for m in self._measures()
         ]
+        compensations = [f"{m.name}_c REAL NOT NULL DEFAULT 0" for m in self.measures if m.real]
+        flag = "overflowed INTEGER NOT NULL DEFAULT 0"
         return [
             f"CREATE TABLE IF NOT EXISTS {self.table} "
-            f"({', '.join([*key_columns, *measure_columns])})",
+            f"({', '.join([*key_columns, *measure_columns, *compensations, flag])})",
             f"CREATE UNIQUE INDEX IF NOT EXISTS {self.table}_key "
             f"ON {self.table} ({self._unique_key})",
             *(
@@ -148,28 +175,29 @@ class Rollup:
     def rebuild(self, valid: str, *, exact: bool = True) -> list[str]:
         """Statements recomputing the table from its source rows (``valid``: the condition
         on ``f`` that selects valid records). Without ``exact``, integers are summed as
-        floats (``TOTAL``), which cannot fail where ``SUM`` overflows 64 bits."""
+        floats (``TOTAL``), which cannot fail where ``SUM`` overflows 64 bits, and every
+        group is marked overflowed: any of them may have lost digits."""
         scan = self.scan_sql(sum_with="SUM" if exact else "TOTAL").replace("{where}", valid)
-        return [
+        statements = [
             f"DELETE FROM {self.table}",
             f"INSERT INTO {self.table} ({', '.join(self.columns)}) {scan}",
         ]
+        if not exact:
+            statements.append(f"UPDATE {self.table} SET overflowed = 1")
+        return statements
 
-    def overflowed(self, row: Sequence[Any]) -> bool:
-        """Whether an integer sum of ``row`` (from :meth:`read_sql`) left 64 bits.
-
-        SQLite turns an integer addition that overflows into a REAL, which loses counts.
-        """
-        start = len(self.keys)
-        return any(
-            isinstance(value, float) and not m.real
-            for m, value in zip(self._measures(), row[start:], strict=True)
-        )
+    @staticmethod
+    def overflowed(row: Sequence[Any]) -> bool:
+        """Whether a row of :meth:`read_sql` has an integer sum that left 64 bits."""
+        return bool(row[-1])
 
     def read_sql(self, *, operation: bool = False) -> str:
-        """The maintained totals; with ``operation``, of the operation bound to ``?``."""
+        """The maintained totals, named by :attr:`columns`, then the ``overflowed`` flag;
+        with ``operation``, of the operation bound to ``?``."""
+        sums = [f"{m.name} + {m.name}_c" if m.real else m.name for m in self._measures()]
+        keys = [k.name for k in self.keys]
         where = " WHERE operation = ?" if operation else ""
-        return f"SELECT {', '.join(self.columns)} FROM {self.table}{where}"
+        return f"SELECT {', '.join([*keys, *sums, 'overflowed'])} FROM {self.table}{where}"
 
     def scan_sql(self, extra: Iterable[str] = (), *, sum_with: str = "SUM") -> str:
         """The same totals computed over the records ``{where}`` selects (an index query).

@@ -225,7 +225,7 @@ def _read_totals(snap: Snapshot, rollup: Rollup, operation: str | None) -> list[
     )
     if any(rollup.overflowed(row) for row in rows):
         raise SumOverflowError
-    return _named(rollup, rows)
+    return _named(rollup, (row[:-1] for row in rows))
 
 
 def _from_totals(index: ArchiveIndex, operation: str | None) -> _Figures:
@@ -246,15 +246,15 @@ def _from_totals(index: ArchiveIndex, operation: str | None) -> _Figures:
 
 
 def _from_scan(index: ArchiveIndex, where: RecordFilter) -> _Figures:
-    """The records ``where`` selects: the same sums, computed over them."""
-    op_rows, duration_rows, *child_rows = index.select_many(
-        [
-            OPERATION_TOTALS.scan_sql(extra=_EXTREMES.values()),
-            _DURATIONS_SQL,
-            *(r.scan_sql() for r in _CHILD_ROLLUPS),
-        ],
-        where,
-    )
+    """The records ``where`` selects: the same sums, computed over them, in one transaction
+    (so the durations fetched for the quantiles are those the sums counted)."""
+    statements = [
+        OPERATION_TOTALS.scan_sql(extra=_EXTREMES.values()),
+        _DURATIONS_SQL,
+        *(r.scan_sql() for r in _CHILD_ROLLUPS),
+    ]
+    with index.snapshot() as snap:
+        op_rows, duration_rows, *child_rows = [snap.select(sql, where=where) for sql in statements]
     by_op: dict[str, list[float]] = defaultdict(list)
     for op, duration in duration_rows:
         by_op[op].append(duration)

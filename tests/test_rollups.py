@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter import index as index_module
-from exporter.index import ArchiveIndex, RecordFilter
+from exporter.index import ArchiveIndex, RecordFilter, SumOverflowError
 from exporter.rollups import ROLLUPS, Rollup
 from exporter.thresholds import load_thresholds
 from exporter.trends import compute_trends
@@ -123,7 +123,9 @@ def _assert_same_sums(maintained: tuple[Any, ...], scanned: tuple[Any, ...]) -> 
 
 def _assert_totals_match_scans(index: ArchiveIndex) -> None:
     for rollup in ROLLUPS:
-        maintained = _by_key(rollup, index.select(rollup.read_sql()))
+        kept = index.select(rollup.read_sql())
+        assert not any(rollup.overflowed(row) for row in kept)
+        maintained = _by_key(rollup, [row[:-1] for row in kept])
         scanned = _by_key(rollup, index.select(rollup.scan_sql()))
         assert maintained.keys() == scanned.keys(), rollup.table
         for key, sums in scanned.items():
@@ -240,3 +242,79 @@ def test_an_update_of_an_indexed_row_is_refused(tmp_path: Path) -> None:
             db.execute("UPDATE files SET duration_seconds = 1")
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("waves", [(1100,), (200, 900)], ids=["bulk", "row-by-row"])
+def test_an_overflowed_total_is_refused_until_a_full_rescan_recounts(
+    tmp_path: Path, waves: tuple[int, ...]
+) -> None:
+    # 1100 runs of 2**53 tokens pass 2**63. Whether a bulk rebuild fell back to float sums
+    # (every group then suspect, even another operation's) or a trigger's addition turned a
+    # total into a float, the totals are refused; removing runs until the sum fits again
+    # does not bring the lost digits back, and only a full rescan recounts exactly.
+    archive = tmp_path / "archive"
+    archive.mkdir()
+
+    def put(name: str, operation: str, tokens: int) -> None:
+        record = {
+            "batch_id": name,
+            "operation": operation,
+            "timestamp": "2026-03-01T10:00:00+00:00",
+            "metrics": {"token_usage": {"input_tokens": tokens}},
+        }
+        (archive / f"batch-{name}-{operation}.json").write_text(json.dumps(record))
+
+    put("r1", "review", 2**53)
+    put("r2", "review", 1)  # 2**53 + 1 has no exact float: a float sum would show 2**53
+    thresholds = load_thresholds()
+    with ArchiveIndex(archive, tmp_path / "ix.sqlite") as index:
+        written = 0
+        for wave in waves:
+            index.refresh()
+            for n in range(written, written + wave):
+                put(str(n), "execute", 2**53)
+            written += wave
+        index.refresh()
+        with pytest.raises(SumOverflowError):
+            compute_trends(index, thresholds)
+        review = RecordFilter(operation="review")
+        if len(waves) == 1:  # the bulk fallback summed every group as floats
+            with pytest.raises(SumOverflowError):
+                compute_trends(index, thresholds, review)
+        else:  # the triggers overflowed execute's group only: review's stays exact
+            tokens = compute_trends(index, thresholds, review).operations["review"].tokens
+            assert tokens.input_tokens == 2**53 + 1
+        for n in range(100):
+            (archive / f"batch-{n}-execute.json").unlink()
+        index.refresh()  # 1000 runs left: the true sum fits in 64 bits again
+        with pytest.raises(SumOverflowError):
+            compute_trends(index, thresholds)
+        index.refresh(full=True)
+        report = compute_trends(index, thresholds)
+    assert report.operations["execute"].tokens.input_tokens == 1000 * 2**53
+    assert report.operations["review"].tokens.input_tokens == 2**53 + 1
+
+
+def test_a_large_value_removed_leaves_the_small_ones_beside_it_exact(tmp_path: Path) -> None:
+    # Kept by adding and subtracting, a plain float sum would lose 3e-5 next to 1e12 and keep
+    # 0.0 after the large run is gone; the compensated sum keeps it exactly.
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    big = {"duration_seconds": 1e9, "metrics": {"token_usage": {"estimated_cost": 1e12}}}
+    small = {"duration_seconds": 0.3, "metrics": {"token_usage": {"estimated_cost": 3e-5}}}
+    for name, figures in (("big", big), ("small", small)):
+        record = {
+            "batch_id": name,
+            "operation": "execute",
+            "timestamp": "2026-03-01T10:00:00+00:00",
+            **figures,
+        }
+        (archive / f"batch-{name}-execute.json").write_text(json.dumps(record))
+    thresholds = load_thresholds()
+    with ArchiveIndex(archive, tmp_path / "ix.sqlite") as index:
+        index.refresh()
+        (archive / "batch-big-execute.json").unlink()
+        index.refresh()
+        trend = compute_trends(index, thresholds).operations["execute"]
+    assert trend.cost.cost_usd == 3e-5
+    assert trend.durations is not None and trend.durations.mean == 0.3
