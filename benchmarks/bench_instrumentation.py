@@ -165,6 +165,7 @@ def _per_call_us(
     calls: int, stage: Callable[[str], int], scope: Callable[[], AbstractContextManager[object]]
 ) -> float:
     ids = [f"PRP-1.1.{n}" for n in range(calls)]
+    collecting = gc.isenabled()
     gc.collect()
     gc.disable()  # as timeit does: a collection landing in one variant's round is noise
     try:
@@ -174,7 +175,8 @@ def _per_call_us(
                 stage(item_id)
             elapsed = time.perf_counter() - started
     finally:
-        gc.enable()
+        if collecting:
+            gc.enable()
     return elapsed / calls * 1e6
 
 
