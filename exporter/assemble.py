@@ -35,6 +35,7 @@ from opentelemetry.trace import StatusCode, format_span_id, format_trace_id
 from opentelemetry.util.types import AttributeValue
 
 from exporter.model import (
+    MAX_COUNT,
     BatchRecord,
     CostSource,
     ErrorEntry,
@@ -92,9 +93,10 @@ def _str(value: object) -> str | None:
 
 
 def _int(value: object) -> int | None:
+    """A count or stage number from an attribute: what a record can hold (0..2**53), else None."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return int(value) if value >= 0 else None
+    return int(value) if 0 <= value <= MAX_COUNT else None
 
 
 def _seconds(start: int | None, end: int | None) -> float | None:

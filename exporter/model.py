@@ -47,6 +47,7 @@ __all__ = [
     "TokenUsage",
     "ValidationError",
     "check_batch_id",
+    "checked_stage",
     "describe_validation_error",
     "dump_record",
     "measured_efficiency",
@@ -148,6 +149,8 @@ MAX_EFFICIENCY: Final = 1e6
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
 Usd = Annotated[float, Field(ge=0, le=MAX_USD, allow_inf_nan=False)]
+# Any integer the archive's readers (SQLite, JSON parsers) keep exactly.
+StageNumber = Annotated[int, Field(ge=-MAX_COUNT, le=MAX_COUNT)]
 
 
 def _finite_json(value: Any) -> Any:
@@ -204,7 +207,7 @@ class StageDuration(_Model):
     """Wall time of one stage and the items it ran."""
 
     # None: the seed's analyze-batch.py writes null for PRPs whose front matter has no stage.
-    stage: int | None = None
+    stage: StageNumber | None = None
     duration_seconds: Seconds | None = None
     items: list[str] = Field(default_factory=list)
     # -- extensions: tokens used inside the stage, subagents' included --
@@ -337,6 +340,13 @@ class BatchRecord(_Model):
         if self.duration_seconds is None:
             return None
         return datetime.fromtimestamp(self.timestamp.timestamp() + self.duration_seconds, tz=UTC)
+
+
+def checked_stage(value: object) -> int | None:
+    """A stage number as a record can hold it (an int within +-2**53, not a bool), else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and -MAX_COUNT <= value <= MAX_COUNT:
+        return value
+    return None
 
 
 def measured_efficiency(item_seconds: float, wall_seconds: float | None) -> float | None:

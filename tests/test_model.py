@@ -17,8 +17,10 @@ from exporter.model import (
     BatchRecord,
     InvalidBatchId,
     check_batch_id,
+    checked_stage,
     describe_validation_error,
     dump_record,
+    measured_efficiency,
     parse_record,
 )
 
@@ -159,3 +161,20 @@ def test_any_accepted_batch_id_is_a_plain_file_name(batch_id: str) -> None:
         return
     name = f"batch-{batch_id}-execute.json"
     assert "/" not in name and "\\" not in name and "\x00" not in name and ".." not in batch_id
+
+
+def test_stage_numbers_and_efficiencies_are_kept_only_when_a_record_can_hold_them() -> None:
+    # The sources (PRP front matter, orchestrator files, span attributes) pass through these:
+    # what they cannot hold becomes unknown, never a record that fails validation.
+    assert [checked_stage(v) for v in (3, -1, 2**53, 2**53 + 1, True, "2", None)] == [
+        3,
+        -1,
+        2**53,
+        None,
+        None,
+        None,
+        None,
+    ]
+    assert measured_efficiency(390.0, 400.0) == 0.975
+    assert measured_efficiency(0.0, 400.0) is None
+    assert measured_efficiency(86_400.0, 1e-6) is None  # a microsecond of wall time

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 from dateutil import parser as date_parser
 
-from exporter.model import check_batch_id
+from exporter.model import check_batch_id, checked_stage
 
 __all__ = ["MAX_FILE_BYTES", "OrchestratorBatch", "Task", "parse_time", "read_batch"]
 
@@ -126,7 +126,7 @@ def _apply_spec(task: Task, spec: dict[str, Any]) -> None:
     item = spec.get("item_id") or spec.get("prp_id") or spec.get("item")
     task.item_id = str(item) if item is not None else None
     stage = spec.get("stage")
-    task.stage = stage if isinstance(stage, int) and not isinstance(stage, bool) else None
+    task.stage = checked_stage(stage)
     task.operation = str(spec["operation"]) if spec.get("operation") else None
     task.model = str(spec["model"])[:200] if spec.get("model") else None
     task.started_at = parse_time(spec.get("started_at") or spec.get("created_at"))

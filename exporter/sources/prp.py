@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import yaml
 
+from exporter.model import checked_stage
 from exporter.sources.ids import belongs_to_batch, prp_id_of
 
 __all__ = ["MAX_FRONT_MATTER_BYTES", "PRP_DIRS", "Prp", "find_batch_prps", "read_front_matter"]
@@ -69,13 +70,9 @@ def read_front_matter(path: Path) -> dict[str, Any]:
 
 
 def _stage(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
     if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
+        value = int(value)
+    return checked_stage(value)
 
 
 def _candidates(root: Path) -> Iterator[tuple[Path, bool]]:
