@@ -396,28 +396,44 @@ def _bulk_load(db: sqlite3.Connection) -> Iterator[None]:
         db.execute(statement)
 
 
-def _any_overflowed(db: sqlite3.Connection) -> bool:
-    """Whether some rollup holds a group whose integer sums left 64 bits."""
-    return any(
+def _signed(inode: int) -> int:
+    """An inode number as SQLite can store it: unsigned 64-bit numbers past 2**63 wrap."""
+    return inode - 2**64 if inode >= 2**63 else inode
+
+
+def _meta(db: sqlite3.Connection, key: str) -> str | None:
+    row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
+    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+def _count_write(db: sqlite3.Connection) -> None:
+    """Note that the indexed rows changed (what a heal is judged against)."""
+    _set_meta(db, "writes", str(int(_meta(db, "writes") or 0) + 1))
+
+
+def _heal_rollups(db: sqlite3.Connection) -> None:
+    """Recount the rollups if some group overflowed, once per state of the rows: while the
+    absurd records are still there, recounting again would only flag the same groups."""
+    writes = _meta(db, "writes") or "0"
+    if _meta(db, "healed_at") == writes:
+        return
+    flagged = any(
         db.execute(f"SELECT 1 FROM {r.table} WHERE overflowed LIMIT 1").fetchone()  # noqa: S608
         for r in ROLLUPS
     )
+    if flagged:
+        _rebuild_rollups(db)
+        _set_meta(db, "healed_at", writes)
 
 
 def _rebuild_rollups(db: sqlite3.Connection) -> None:
     """Recompute every rollup from the rows and restore its triggers (inside a transaction)."""
-    valid, _ = RecordFilter().sql()
     for rollup in ROLLUPS:
-        try:
-            for statement in rollup.rebuild(valid):
-                db.execute(statement)
-        except sqlite3.OperationalError as exc:
-            if str(exc) != "integer overflow":
-                raise
-            # the sums the triggers would have turned into floats: keep them as floats too
-            for statement in rollup.rebuild(valid, exact=False):
-                db.execute(statement)
-        for statement in rollup.schema:
+        for statement in (*rollup.rebuild, *rollup.schema):
             db.execute(statement)
 
 
@@ -450,11 +466,13 @@ def _query(
 class SumOverflowError(UserError):
     """A sum over the archive left SQLite's 64-bit integers: absurd counts in some records."""
 
-    def __init__(self) -> None:
+    def __init__(self, operations: Iterable[str] = ()) -> None:
+        names = sorted(set(operations))
+        runs = f"the {', '.join(names)} runs" if names else "the selected runs"
         super().__init__(
-            "the archive's counts add up to more than 2**63: some records hold absurd values "
-            "(find them with `batch-metrics validate`; once they are gone, "
-            "`batch-metrics trends --rescan` recounts)"
+            f"the item or token counts of {runs} added up to more than 2**63, so their totals "
+            "are not exact: some records hold absurd counts (each near 2**53, about 9.0e15); "
+            "once they are gone, `batch-metrics trends --rescan` recounts"
         )
 
 
@@ -601,19 +619,19 @@ class ArchiveIndex:
                         st = e.stat(follow_symlinks=False)
                     except OSError:
                         continue
-                    found[e.name] = (st.st_size, st.st_mtime_ns, st.st_ino)
+                    found[e.name] = (st.st_size, st.st_mtime_ns, _signed(st.st_ino))
         return found
 
     def _list_inodes(self) -> dict[str, int]:
         with os.scandir(self.archive) as entries:
-            return {e.name: e.inode() for e in entries if is_record_name(e.name)}
+            return {e.name: _signed(e.inode()) for e in entries if is_record_name(e.name)}
 
     def _stat(self, name: str) -> FileIdentity | None:
         try:
             st = (self.archive / name).lstat()
         except OSError:
             return None
-        return (st.st_size, st.st_mtime_ns, st.st_ino)
+        return (st.st_size, st.st_mtime_ns, _signed(st.st_ino))
 
     def _apply(
         self,
@@ -650,7 +668,7 @@ class ArchiveIndex:
                 stored[name] = status
                 continue
             added.append(summarize(record, name))
-            stored[name] = (st.st_size, st.st_mtime_ns, st.st_ino)
+            stored[name] = (st.st_size, st.st_mtime_ns, _signed(st.st_ino))
         replaced = [n for n in (*gone, *vanished, *stored) if n in known]
         db = self._db
         db.execute("BEGIN IMMEDIATE")
@@ -661,12 +679,11 @@ class ArchiveIndex:
             bulk = len(changed) >= _BULK_CHANGES and len(changed) * 8 >= len(known) + len(stored)
             with _bulk_load(db) if bulk else contextlib.nullcontext():
                 _write_rows(db, changed, stored, newly_invalid, added)
-            if heal and not bulk and _any_overflowed(db):
-                _rebuild_rollups(db)
-            db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('dir_mtime_ns', ?)",
-                (str(dir_mtime),),
-            )
+            if changed:
+                _count_write(db)
+            if heal and not bulk:
+                _heal_rollups(db)
+            _set_meta(db, "dir_mtime_ns", str(dir_mtime))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -742,7 +759,8 @@ class ArchiveIndex:
             try:
                 yield Snapshot(self._db)
             finally:
-                self._db.execute("COMMIT")
+                if self._db.in_transaction:  # SQLite may have rolled it back after an error
+                    self._db.execute("COMMIT")
 
     def invalid_files(self) -> dict[str, str]:
         """Files of the archive that are not valid records, with the reason for each."""

@@ -8,7 +8,8 @@ serves twice:
 * the index creates a table for it, with triggers that add a row's measures when the row is
   inserted into the index and subtract them before it is deleted, in the same transaction
   (:attr:`Rollup.schema`); a group whose rows are all gone is dropped. After a bulk load the
-  index drops the triggers and recomputes the table in one pass instead (:meth:`Rollup.rebuild`);
+  index drops the triggers and recomputes the table in one statement instead, with the same
+  upsert (:attr:`Rollup.rebuild`);
 * :meth:`Rollup.scan_sql` computes the same sums over any selection of records, for reports
   that filter by time, where a maintained total cannot help.
 
@@ -77,7 +78,8 @@ class Rollup:
 
     @property
     def columns(self) -> tuple[str, ...]:
-        """The column names of a row from :meth:`read_sql` or :meth:`scan_sql`, in order."""
+        """The column names of a row of :meth:`scan_sql`, in order (:meth:`read_sql` adds the
+        ``overflowed`` flag after them)."""
         return (*(k.name for k in self.keys), "rows", *(m.name for m in self.measures))
 
     def measure(self, name: str) -> Measure:
@@ -90,10 +92,17 @@ class Rollup:
     def _measures(self) -> tuple[Measure, ...]:
         return (Measure("rows", "1"), *self.measures)
 
-    def _row_source(self, row: str) -> str:
-        """FROM and WHERE binding ``f`` to the record of source row ``row``."""
-        link = "id" if self.source == "files" else "file_id"
-        return f"FROM files f WHERE f.id = {row}.{link} AND {_VALID}"
+    def _from(self, row: str) -> str:
+        """FROM and WHERE of the rows to add: the source rows aliased ``row`` (``NEW`` or
+        ``OLD`` in a trigger: only that row) that count, each with its record as ``f``."""
+        if row in ("NEW", "OLD"):
+            link = "id" if self.source == "files" else "file_id"
+            rows = f"FROM files f WHERE f.id = {row}.{link}"
+        elif self.source == "files":
+            rows = f"FROM files {row} WHERE TRUE"
+        else:
+            rows = f"FROM {self.source} {row} JOIN files f ON f.id = {row}.file_id WHERE TRUE"
+        return f"{rows} AND {_VALID} AND ({self.condition.format(r=row)})"
 
     @property
     def _unique_key(self) -> str:
@@ -126,22 +135,23 @@ class Rollup:
         parts.append(f"overflowed = overflowed OR {widened}")
         return ", ".join(parts)
 
-    def _trigger_body(self, row: str, sign: str) -> str:
+    def _upsert(self, row: str, sign: str) -> str:
+        """Add (``+``) or subtract (``-``) the measures of the rows :meth:`_from` selects,
+        one row at a time, to their groups: the triggers' statement, and the rebuild's."""
         keys = ", ".join(k.expr.format(r=row) for k in self.keys)
         sums = ", ".join(f"{sign}({m.expr.format(r=row)})" for m in self._measures())
         return (
             f"INSERT INTO {self.table} ({', '.join(self.columns)}) "
-            f"SELECT {keys}, {sums} {self._row_source(row)} "
-            f"AND ({self.condition.format(r=row)}) "
-            f"ON CONFLICT ({self._unique_key}) DO UPDATE SET {self._update()};"
+            f"SELECT {keys}, {sums} {self._from(row)} "
+            f"ON CONFLICT ({self._unique_key}) DO UPDATE SET {self._update()}"
         )
 
     def _triggers(self) -> dict[str, str]:
         return {
             f"{self.table}_add": f"AFTER INSERT ON {self.source} BEGIN "
-            f"{self._trigger_body('NEW', '+')} END",
+            f"{self._upsert('NEW', '+')}; END",
             f"{self.table}_remove": f"BEFORE DELETE ON {self.source} BEGIN "
-            f"{self._trigger_body('OLD', '-')} DELETE FROM {self.table} WHERE rows = 0; END",
+            f"{self._upsert('OLD', '-')}; DELETE FROM {self.table} WHERE rows = 0; END",
         }
 
     @property
@@ -172,19 +182,12 @@ class Rollup:
         """Statements that stop the upkeep, for a bulk load followed by :meth:`rebuild`."""
         return [f"DROP TRIGGER IF EXISTS {name}" for name in self._triggers()]
 
-    def rebuild(self, valid: str, *, exact: bool = True) -> list[str]:
-        """Statements recomputing the table from its source rows (``valid``: the condition
-        on ``f`` that selects valid records). Without ``exact``, integers are summed as
-        floats (``TOTAL``), which cannot fail where ``SUM`` overflows 64 bits, and every
-        group is marked overflowed: any of them may have lost digits."""
-        scan = self.scan_sql(sum_with="SUM" if exact else "TOTAL").replace("{where}", valid)
-        statements = [
-            f"DELETE FROM {self.table}",
-            f"INSERT INTO {self.table} ({', '.join(self.columns)}) {scan}",
-        ]
-        if not exact:
-            statements.append(f"UPDATE {self.table} SET overflowed = 1")
-        return statements
+    @property
+    def rebuild(self) -> list[str]:
+        """Statements recomputing the table from its source rows by the triggers' own
+        upsert, row by row in one statement: the same compensated sums, and the same
+        ``overflowed`` flag on exactly the groups whose integer sums leave 64 bits."""
+        return [f"DELETE FROM {self.table}", self._upsert(self.alias, "+")]
 
     @staticmethod
     def overflowed(row: Sequence[Any]) -> bool:
@@ -199,13 +202,13 @@ class Rollup:
         where = " WHERE operation = ?" if operation else ""
         return f"SELECT {', '.join([*keys, *sums, 'overflowed'])} FROM {self.table}{where}"
 
-    def scan_sql(self, extra: Iterable[str] = (), *, sum_with: str = "SUM") -> str:
+    def scan_sql(self, extra: Iterable[str] = ()) -> str:
         """The same totals computed over the records ``{where}`` selects (an index query).
 
         ``extra`` aggregates of each group are appended to its row.
         """
         keys = [k.expr.format(r=self.alias) for k in self.keys]
-        sums = [f"{sum_with}({m.expr.format(r=self.alias)})" for m in self._measures()]
+        sums = [f"SUM({m.expr.format(r=self.alias)})" for m in self._measures()]
         join = "" if self.source == "files" else f" JOIN files f ON f.id = {self.alias}.file_id"
         return (
             f"SELECT {', '.join([*keys, *sums, *extra])} "

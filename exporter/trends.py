@@ -223,8 +223,9 @@ def _read_totals(snap: Snapshot, rollup: Rollup, operation: str | None) -> list[
     rows = snap.select(
         rollup.read_sql(operation=operation is not None), (operation,) if operation else ()
     )
-    if any(rollup.overflowed(row) for row in rows):
-        raise SumOverflowError
+    overflowed = [row[0] for row in rows if rollup.overflowed(row)]  # keys start with operation
+    if overflowed:
+        raise SumOverflowError(overflowed)
     return _named(rollup, (row[:-1] for row in rows))
 
 

@@ -283,10 +283,9 @@ def test_an_update_of_an_indexed_row_is_refused(tmp_path: Path) -> None:
 def test_an_overflowed_total_is_refused_until_a_full_rescan_recounts(
     tmp_path: Path, waves: tuple[int, ...]
 ) -> None:
-    # 1100 runs of 2**53 tokens pass 2**63. Whether a bulk rebuild fell back to float sums
-    # (every group then suspect, even another operation's) or a trigger's addition turned a
-    # total into a float, the totals are refused; removing runs until the sum fits again
-    # does not bring the lost digits back, and only a full rescan recounts exactly.
+    # 1100 runs of 2**53 tokens pass 2**63. Whether a bulk rebuild or the triggers added them,
+    # that group's totals are refused (and only that group's); removing runs until the sum
+    # fits again does not bring the lost digits back, and only a full rescan recounts.
     archive = tmp_path / "archive"
     archive.mkdir()
 
@@ -312,13 +311,10 @@ def test_an_overflowed_total_is_refused_until_a_full_rescan_recounts(
         index.refresh()
         with pytest.raises(SumOverflowError):
             compute_trends(index, thresholds)
+        # only execute's group overflowed, in a bulk rebuild as with the triggers
         review = RecordFilter(operation="review")
-        if len(waves) == 1:  # the bulk fallback summed every group as floats
-            with pytest.raises(SumOverflowError):
-                compute_trends(index, thresholds, review)
-        else:  # the triggers overflowed execute's group only: review's stays exact
-            tokens = compute_trends(index, thresholds, review).operations["review"].tokens
-            assert tokens.input_tokens == 2**53 + 1
+        tokens = compute_trends(index, thresholds, review).operations["review"].tokens
+        assert tokens.input_tokens == 2**53 + 1
         for n in range(100):
             (archive / f"batch-{n}-execute.json").unlink()
         index.refresh()  # 1000 runs left: the true sum fits in 64 bits again
@@ -330,7 +326,10 @@ def test_an_overflowed_total_is_refused_until_a_full_rescan_recounts(
     assert report.operations["review"].tokens.input_tokens == 2**53 + 1
 
 
-def test_a_large_value_removed_leaves_the_small_ones_beside_it_exact(tmp_path: Path) -> None:
+@pytest.mark.parametrize("others", [0, 1200], ids=["row-by-row", "after-a-bulk-build"])
+def test_a_large_value_removed_leaves_the_small_ones_beside_it_exact(
+    tmp_path: Path, others: int
+) -> None:
     # Kept by adding and subtracting, a plain float sum would lose 3e-5 next to 1e12 and keep
     # 0.0 after the large run is gone; the compensated sum keeps it exactly.
     archive = tmp_path / "archive"
@@ -345,6 +344,9 @@ def test_a_large_value_removed_leaves_the_small_ones_beside_it_exact(tmp_path: P
             **figures,
         }
         (archive / f"batch-{name}-execute.json").write_text(json.dumps(record))
+    for n in range(others):  # other operations' runs: enough for the first build to be bulk
+        record = {"batch_id": str(n), "operation": "review", "timestamp": "2026-03-01T10:00:00Z"}
+        (archive / f"batch-{n}-review.json").write_text(json.dumps({**record, "metrics": {}}))
     thresholds = load_thresholds()
     with ArchiveIndex(archive, tmp_path / "ix.sqlite") as index:
         index.refresh()
@@ -353,3 +355,36 @@ def test_a_large_value_removed_leaves_the_small_ones_beside_it_exact(tmp_path: P
         trend = compute_trends(index, thresholds).operations["execute"]
     assert trend.cost.cost_usd == 3e-5
     assert trend.durations is not None and trend.durations.mean == 0.3
+
+
+def test_a_full_rescan_recounts_overflowed_totals_once_per_state_of_the_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While the absurd records are still there, recounting again would flag the same groups:
+    # serve's periodic full rescans must not pay for it every time.
+    rebuilds: list[int] = []
+    rebuild = index_module._rebuild_rollups
+
+    def counted(db: Any) -> None:
+        rebuilds.append(1)
+        rebuild(db)
+
+    monkeypatch.setattr(index_module, "_rebuild_rollups", counted)
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for n in range(1030):
+        record = {
+            "batch_id": str(n),
+            "operation": "execute",
+            "timestamp": "2026-03-01T10:00:00Z",
+            "metrics": {"token_usage": {"input_tokens": 2**53}},
+        }
+        (archive / f"batch-{n}-execute.json").write_text(json.dumps(record))
+    with ArchiveIndex(archive, tmp_path / "ix.sqlite") as index:
+        index.refresh()  # a bulk build: one rebuild, the group flagged
+        index.refresh(full=True)  # flagged: recount once
+        index.refresh(full=True)  # nothing changed since: no recount
+        assert len(rebuilds) == 2
+        (archive / "batch-0-execute.json").unlink()
+        index.refresh(full=True)  # the rows changed: recount again
+        assert len(rebuilds) == 3
