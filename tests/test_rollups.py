@@ -231,17 +231,23 @@ def test_the_report_from_totals_equals_the_report_aggregated_over_every_record(
     _assert_close(_comparable(from_totals), _comparable(scanned))
 
 
-def test_a_bulk_refresh_recomputes_the_totals_and_triggers_keep_them_after(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    rebuilds: list[int] = []
+@pytest.fixture
+def rebuilds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per recomputation of the rollups from the rows."""
+    counted: list[int] = []
     rebuild = index_module._rebuild_rollups
 
-    def counted(db: Any) -> None:
-        rebuilds.append(1)
+    def counting(db: Any) -> None:
+        counted.append(1)
         rebuild(db)
 
-    monkeypatch.setattr(index_module, "_rebuild_rollups", counted)
+    monkeypatch.setattr(index_module, "_rebuild_rollups", counting)
+    return counted
+
+
+def test_a_bulk_refresh_recomputes_the_totals_and_triggers_keep_them_after(
+    tmp_path: Path, rebuilds: list[int]
+) -> None:
     archive = tmp_path / "archive"
     write_archive(archive, 1200, seed=5, every_nth_without=9)
     with ArchiveIndex(archive, tmp_path / "ix.sqlite") as index:
@@ -358,18 +364,10 @@ def test_a_large_value_removed_leaves_the_small_ones_beside_it_exact(
 
 
 def test_a_full_rescan_recounts_overflowed_totals_once_per_state_of_the_rows(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, rebuilds: list[int]
 ) -> None:
     # While the absurd records are still there, recounting again would flag the same groups:
     # serve's periodic full rescans must not pay for it every time.
-    rebuilds: list[int] = []
-    rebuild = index_module._rebuild_rollups
-
-    def counted(db: Any) -> None:
-        rebuilds.append(1)
-        rebuild(db)
-
-    monkeypatch.setattr(index_module, "_rebuild_rollups", counted)
     archive = tmp_path / "archive"
     archive.mkdir()
     for n in range(1030):
