@@ -534,16 +534,14 @@ class ArchiveIndex:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        row = db.execute("SELECT value FROM meta WHERE key='format'").fetchone()
-        if row is None or row[0] != _FORMAT:
+        if _meta(db, "format") != _FORMAT:
             # a new file, or one of an older layout: (re)create the tables
             db.execute("BEGIN IMMEDIATE")
-            row = db.execute("SELECT value FROM meta WHERE key='format'").fetchone()
-            if row is None or row[0] != _FORMAT:  # nobody else did it meanwhile
+            if _meta(db, "format") != _FORMAT:  # nobody else did it meanwhile
                 for table in ("files", *_CHILD_TABLES, *(r.table for r in ROLLUPS)):
                     db.execute(f"DROP TABLE IF EXISTS {table}")
                 db.execute("DELETE FROM meta")  # including what the last refresh saw
-                db.execute("INSERT INTO meta (key, value) VALUES ('format', ?)", (_FORMAT,))
+                _set_meta(db, "format", _FORMAT)
             db.execute("COMMIT")
         db.executescript(_ALL_SCHEMA)
         db.execute("SELECT count(*) FROM files").fetchone()  # fails early on a corrupt file
@@ -576,8 +574,8 @@ class ArchiveIndex:
             except FileNotFoundError:
                 dir_mtime = -1
             if self._dir_mtime_ns is None:  # what the index last saw, maybe in another process
-                row = self._db.execute("SELECT value FROM meta WHERE key='dir_mtime_ns'").fetchone()
-                self._dir_mtime_ns = int(row[0]) if row else None
+                seen = _meta(self._db, "dir_mtime_ns")
+                self._dir_mtime_ns = int(seen) if seen is not None else None
             if not full and dir_mtime == self._dir_mtime_ns:
                 return RefreshResult(invalid=dict(self._invalid_cache()))
             if self._known is None:
