@@ -1,7 +1,7 @@
 """Kill archive writers with SIGKILL at random moments and check that nothing is torn or lost.
 
 Each round starts ``writers`` processes that write records with
-:func:`exporter.archive.write_record` as fast as they can (new runs of a few batch ids, which
+:func:`exporter.archive.files.write_record` as fast as they can (new runs of a few batch ids, which
 exercises the first-run link, the run-suffixed name and the same-run replace), and report each
 record through a pipe once ``write_record`` has returned. After a random delay every writer is
 SIGKILLed. Afterwards:
@@ -32,9 +32,9 @@ from datetime import timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from exporter.archive import list_record_files, read_record, write_record
-from exporter.model import BatchRecord
-from exporter.recovery import recover
+from exporter.archive.files import list_record_files, read_record, write_record
+from exporter.archive.model import BatchRecord
+from exporter.archive.recovery import recover
 from instrumentation.semconv import OPERATIONS
 
 BATCH_IDS = ("47", "48", "49.1")
@@ -92,7 +92,7 @@ def _context() -> multiprocessing.context.ForkServerContext:
     # Forkserver: each writer forks from a clean server that has imported the archive code
     # once, so a writer starts in milliseconds, and no test-runner thread is forked.
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["exporter.archive", "benchmarks.bench_crash"])
+    ctx.set_forkserver_preload(["exporter.archive.files", "benchmarks.bench_crash"])
     return ctx
 
 

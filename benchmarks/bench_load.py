@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from exporter.archive import write_record
+from exporter.archive.files import write_record
 from tests.generated_archive import make_record, write_archive
 
 REPO = Path(__file__).resolve().parents[1]

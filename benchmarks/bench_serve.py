@@ -20,9 +20,9 @@ import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
-from exporter.archive import record_path, write_record
-from exporter.index import ArchiveIndex
-from exporter.model import dump_record
+from exporter.archive.files import record_path, write_record
+from exporter.archive.model import dump_record
+from exporter.index.store import ArchiveIndex
 from exporter.prometheus.backfill import write_openmetrics
 from exporter.prometheus.server import MetricsServer, build_registry
 from tests.generated_archive import START, make_record

@@ -18,11 +18,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from exporter.sdk import ConfigurationError, Telemetry, configure
+    from exporter.sdk.configure import ConfigurationError, Telemetry, configure
 
 __all__ = ["ConfigurationError", "Telemetry", "configure"]
 
-_LAZY = {name: "exporter.sdk" for name in __all__}
+_LAZY = {name: "exporter.sdk.configure" for name in __all__}
 
 
 def __getattr__(name: str) -> Any:

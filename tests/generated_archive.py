@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
-from exporter.archive import record_path
-from exporter.model import (
+from exporter.archive.files import record_path
+from exporter.archive.model import (
     BatchRecord,
     ErrorEntry,
     Metrics,

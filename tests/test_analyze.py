@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from exporter.archive import list_record_files, read_record, write_record
-from exporter.cli import main
-from exporter.model import BatchRecord, Metrics
-from exporter.sources.prp import find_batch_prps
+from exporter.archive.files import list_record_files, read_record, write_record
+from exporter.archive.model import BatchRecord, Metrics
+from exporter.cli.main import main
+from exporter.history.sources.prp import find_batch_prps
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.archive import (
+from exporter.archive.files import (
     MAX_RECORD_BYTES,
     ArchiveError,
     InvalidRecordFile,
@@ -23,7 +23,7 @@ from exporter.archive import (
     read_record,
     write_record,
 )
-from exporter.model import BatchRecord, InvalidBatchId, Metrics, dump_record
+from exporter.archive.model import BatchRecord, InvalidBatchId, Metrics, dump_record
 from tests.test_model import HOSTILE_IDS
 
 

@@ -14,9 +14,9 @@ from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 from pydantic import ValidationError
 
-from exporter.assemble import AssembleError, assemble
-from exporter.model import StageDuration
-from exporter.pricing import ModelPrice, PricingTable
+from exporter.archive.model import StageDuration
+from exporter.archive.pricing import ModelPrice, PricingTable
+from exporter.sdk.assemble import AssembleError, assemble
 from instrumentation import semconv as sc
 
 T0 = 1_762_000_000  # seconds since the epoch; 2025-11-01T12:26:40Z

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.archive import read_record, write_record
-from exporter.cli import main
-from exporter.commands.demo import run_demo
+from exporter.archive.files import read_record, write_record
+from exporter.cli.demo import run_demo
+from exporter.cli.main import main
 from tests.test_schema import assert_valid_for_seed
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,16 +9,16 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
-from exporter.archive import (
+from exporter.archive.files import (
     InvalidRecordFile,
     find_runs,
     list_record_files,
     read_record,
     write_record,
 )
-from exporter.index import ArchiveIndex
-from exporter.model import BatchRecord
-from exporter.sdk import configure
+from exporter.archive.model import BatchRecord
+from exporter.index.store import ArchiveIndex
+from exporter.sdk.configure import configure
 from instrumentation import batch, item, stage
 
 PROCESSES = 4

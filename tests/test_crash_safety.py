@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bench_crash import CampaignResult, check_archive, kill_campaign, temp_files
-from exporter.archive import list_record_files, read_record, write_record
-from exporter.cli import main
-from exporter.model import BatchRecord
-from exporter.recovery import (
+from exporter.archive.files import list_record_files, read_record, write_record
+from exporter.archive.model import BatchRecord
+from exporter.archive.recovery import (
     INFLIGHT_DIR,
     InflightMarker,
     ProcessIdentity,
@@ -27,7 +26,8 @@ from exporter.recovery import (
     recover,
     write_marker,
 )
-from exporter.sdk import configure
+from exporter.cli.main import main
+from exporter.sdk.configure import configure
 from instrumentation import batch, item, stage
 
 KILLS = 400
@@ -79,7 +79,7 @@ def test_the_archive_check_does_fail(tmp_path: Path) -> None:
 CHILD = textwrap.dedent(
     """
     import sys, time
-    from exporter.sdk import configure
+    from exporter.sdk.configure import configure
     from instrumentation import batch, item, record_tokens, stage
 
     archive, interval = sys.argv[1], float(sys.argv[2])

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Status, StatusCode
 
-from exporter.archive import InvalidRecordFile, read_record
-from exporter.assemble import assemble
-from exporter.cli import main
-from exporter.model import BatchRecord, dump_record, parse_record
+from exporter.archive.files import InvalidRecordFile, read_record
+from exporter.archive.model import BatchRecord, dump_record, parse_record
+from exporter.cli.main import main
+from exporter.sdk.assemble import assemble
 from instrumentation import semconv as sc
 from tests.test_assemble import PRICING, SpanTree
 

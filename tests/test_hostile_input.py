@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.archive import (
+from exporter.archive.files import (
     MAX_RECORD_BYTES,
     InvalidRecordFile,
     LoadedRecord,
@@ -20,10 +20,15 @@ from exporter.archive import (
     read_record,
     write_record,
 )
-from exporter.cli import main
-from exporter.index import ArchiveIndex
-from exporter.model import BatchRecord, InvalidBatchId, ValidationError, describe_validation_error
-from exporter.sdk import configure
+from exporter.archive.model import (
+    BatchRecord,
+    InvalidBatchId,
+    ValidationError,
+    describe_validation_error,
+)
+from exporter.cli.main import main
+from exporter.index.store import ArchiveIndex
+from exporter.sdk.configure import configure
 from instrumentation import batch, item, stage
 
 HOSTILE_IDS = {

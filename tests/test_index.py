@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from exporter import archive as archive_module
-from exporter.archive import read_record_stat, write_record
-from exporter.index import ArchiveIndex, RecordFilter
-from exporter.model import BatchRecord
+from exporter.archive import files as archive_module
+from exporter.archive.files import read_record_stat, write_record
+from exporter.archive.model import BatchRecord
+from exporter.index.store import ArchiveIndex, RecordFilter
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

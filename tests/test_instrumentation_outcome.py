@@ -12,8 +12,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from exporter.assemble import assemble
-from exporter.model import BatchRecord
+from exporter.archive.model import BatchRecord
+from exporter.sdk.assemble import assemble
 from instrumentation import Batch, batch, item, mark_item, semconv
 from instrumentation.semconv import run_outcome
 

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from exporter.model import (
+from exporter.archive.model import (
     BATCH_ID_MAX_LENGTH,
     BatchRecord,
     InvalidBatchId,

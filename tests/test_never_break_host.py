@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from exporter import processor as processor_module
-from exporter.archive import ArchiveError, list_record_files, read_record
-from exporter.recovery import INFLIGHT_DIR, read_marker, recover
-from exporter.sdk import Telemetry, configure
+from exporter.archive.files import ArchiveError, list_record_files, read_record
+from exporter.archive.recovery import INFLIGHT_DIR, read_marker, recover
+from exporter.sdk import processor as processor_module
+from exporter.sdk.configure import Telemetry, configure
 from instrumentation import batch, item, traced_stage
 
 OWN_SECONDS = 0.05  # what the decorated code itself takes per batch (its own work)

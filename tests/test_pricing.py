@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.pricing import (
+from exporter.archive.pricing import (
     ENV_VAR,
     Cost,
     ModelPrice,

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from exporter.archive import write_record
-from exporter.cli import main
-from exporter.index import ArchiveIndex
-from exporter.model import BatchRecord, Metrics, TokenUsage
-from exporter.prioritize import load_framework, measure_signals, rank
+from exporter.archive.files import write_record
+from exporter.archive.model import BatchRecord, Metrics, TokenUsage
+from exporter.cli.main import main
+from exporter.index.store import ArchiveIndex
+from exporter.reports.prioritize import load_framework, measure_signals, rank
 
 
 def record(batch: str, op: str, run: str, counts: tuple[int, int], usage: tuple[int, float]):

@@ -11,11 +11,11 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 from opentelemetry.sdk.trace import TracerProvider
 
-from exporter import processor as processor_module
-from exporter.archive import read_record
-from exporter.assemble import assemble
-from exporter.model import dump_record
-from exporter.processor import ArchiveSpanProcessor
+from exporter.archive.files import read_record
+from exporter.archive.model import dump_record
+from exporter.sdk import processor as processor_module
+from exporter.sdk.assemble import assemble
+from exporter.sdk.processor import ArchiveSpanProcessor
 from instrumentation import semconv as sc
 from tests.test_assemble import PRICING, SpanTree, three_stage_tree
 

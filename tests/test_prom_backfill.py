@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.archive import write_record
-from exporter.cli import main
-from exporter.index import ArchiveIndex
+from exporter.archive.files import write_record
+from exporter.cli.main import main
+from exporter.index.store import ArchiveIndex
 from exporter.prometheus.backfill import escape_label_value, write_openmetrics
 from tests.support.servers import require_binary
 from tests.test_prom_collector import rec

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter.archive import write_record
-from exporter.index import ArchiveIndex, summarize
-from exporter.model import (
+from exporter.archive.files import write_record
+from exporter.archive.model import (
     BatchRecord,
     ErrorEntry,
     Metrics,
@@ -22,6 +21,7 @@ from exporter.model import (
     StageDuration,
     TokenUsage,
 )
+from exporter.index.store import ArchiveIndex, summarize
 from exporter.prometheus.aggregates import LE_VALUES
 from exporter.prometheus.collector import ArchiveCollector
 from exporter.prometheus.series import FAMILIES, contributions, operation_outcome

@@ -27,10 +27,10 @@ import bcrypt
 import pytest
 
 from benchmarks.bench_load import load_generated
-from exporter.archive import write_record
-from exporter.cli import main
-from exporter.index import ArchiveIndex
-from exporter.model import BatchRecord, ErrorEntry, Metrics
+from exporter.archive.files import write_record
+from exporter.archive.model import BatchRecord, ErrorEntry, Metrics
+from exporter.cli.main import main
+from exporter.index.store import ArchiveIndex
 from exporter.prometheus.server import Limits, MetricsServer, build_registry
 from exporter.prometheus.webconfig import BasicAuth, WebConfig, WebConfigError, load_web_config
 from tests.support.servers import prom_query, running, start_prometheus, wait_until

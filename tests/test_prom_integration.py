@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from exporter.index import ArchiveIndex
-from exporter.model import parse_record
+from exporter.archive.model import parse_record
+from exporter.index.store import ArchiveIndex
 from exporter.prometheus import promql
-from exporter.thresholds import Thresholds, load_thresholds
-from exporter.trends import TrendReport, compute_trends
+from exporter.reports.trends import TrendReport, compute_trends
+from exporter.signals.thresholds import Thresholds, load_thresholds
 from tests.support.prom_fixtures import PLAN, RUN_SPACING, PromStack, start_prom_stack
 from tests.support.servers import prom_query, wait_until
 

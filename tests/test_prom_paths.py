@@ -15,13 +15,13 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.archive import write_record
-from exporter.index import ArchiveIndex
+from exporter.archive.files import write_record
+from exporter.index.store import ArchiveIndex
 from exporter.prometheus.collector import ArchiveCollector
 from exporter.prometheus.inprocess import prometheus_reader
 from exporter.prometheus.push import push_archive
 from exporter.prometheus.series import FAMILIES
-from exporter.sdk import configure
+from exporter.sdk.configure import configure
 from instrumentation import batch, item, record_tokens, stage
 from tests.support.servers import http_get, running, start_pushgateway
 from tests.test_prom_collector import rec

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.cli import main
+from exporter.cli.main import main
 from exporter.prometheus import promql
 from exporter.prometheus.rules import alert_name, build_rules, render_rules
-from exporter.thresholds import Thresholds, load_thresholds
+from exporter.signals.thresholds import Thresholds, load_thresholds
 from tests.support.prom_fixtures import RULES_FILE
 from tests.support.servers import require_binary
 

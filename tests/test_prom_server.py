@@ -18,9 +18,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.archive import write_record
-from exporter.cli import main
-from exporter.index import ArchiveIndex
+from exporter.archive.files import write_record
+from exporter.cli.main import main
+from exporter.index.store import ArchiveIndex
 from exporter.prometheus.live import HeartbeatCollector, scan_running_tasks
 from exporter.prometheus.server import MetricsServer, build_registry
 from tests.support.servers import http_get, wait_until

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from exporter.archive import read_record
+from exporter.archive.files import read_record
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -18,11 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter import index as index_module
-from exporter.index import ArchiveIndex, RecordFilter, SumOverflowError
-from exporter.rollups import ROLLUPS, Rollup
-from exporter.thresholds import load_thresholds
-from exporter.trends import compute_trends
+from exporter.index import store as index_module
+from exporter.index.rollups import ROLLUPS, Rollup
+from exporter.index.store import ArchiveIndex, RecordFilter, SumOverflowError
+from exporter.reports.trends import compute_trends
+from exporter.signals.thresholds import load_thresholds
 from instrumentation.semconv import OPERATIONS
 from tests.generated_archive import write_archive
 

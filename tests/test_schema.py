@@ -11,10 +11,10 @@ from typing import Any
 import jsonschema
 import pytest
 
-from exporter.archive import read_record, write_record
-from exporter.assemble import assemble
-from exporter.model import dump_record, parse_record
-from exporter.schema import build_schema, main, render_schema
+from exporter.archive.files import read_record, write_record
+from exporter.archive.model import dump_record, parse_record
+from exporter.archive.schema import build_schema, main, render_schema
+from exporter.sdk.assemble import assemble
 from tests.test_assemble import PRICING, three_stage_tree
 
 REPO = Path(__file__).resolve().parents[1]

@@ -21,8 +21,8 @@ from opentelemetry.sdk.metrics.export import (
     NumberDataPoint,
 )
 
-from exporter.archive import read_record
-from exporter.sdk import ConfigurationError, Telemetry, configure
+from exporter.archive.files import read_record
+from exporter.sdk.configure import ConfigurationError, Telemetry, configure
 from instrumentation import (
     ContextThreadPoolExecutor,
     batch,
@@ -233,7 +233,7 @@ def test_otlp_endpoint_down_does_not_block_the_batch(
 
 def test_cli_and_validate_do_not_import_the_sdk() -> None:
     code = (
-        "import sys, exporter, exporter.cli, exporter.commands.validate\n"
+        "import sys, exporter, exporter.cli.main, exporter.cli.validate\n"
         "loaded = sorted(m for m in sys.modules if m.startswith('opentelemetry.sdk'))\n"
         "assert not loaded, loaded\n"
         "exporter.configure\n"

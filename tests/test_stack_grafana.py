@@ -19,7 +19,7 @@ from exporter.grafana import DATASOURCE_UID, provisioning, render, stale, write
 from exporter.grafana.dashboards import LIVE_UID, OVERVIEW_UID, VARIABLES
 from exporter.prometheus import promql
 from exporter.prometheus.rules import alert_name
-from exporter.thresholds import ENV_VAR, Bottleneck, Thresholds, Trigger, load_thresholds
+from exporter.signals.thresholds import ENV_VAR, Bottleneck, Thresholds, Trigger, load_thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
 VENDOR = Path("/work/shared/vendor")

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.archive import write_record
-from exporter.model import BatchRecord, Metrics
-from exporter.stack import StackOptions, prometheus_config
+from exporter.archive.files import write_record
+from exporter.archive.model import BatchRecord, Metrics
+from exporter.stack.native import StackOptions, prometheus_config
 from tests.support.servers import LOOPBACK, free_port, http_get, require_binary, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]

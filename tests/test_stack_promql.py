@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.cli import main as cli_main
-from exporter.index import summarize
+from exporter.cli.main import main as cli_main
+from exporter.index.store import summarize
 from exporter.prometheus.rules import alert_name
 from exporter.prometheus.series import operation_outcome
-from exporter.thresholds import ENV_VAR, Thresholds, load_thresholds
+from exporter.signals.thresholds import ENV_VAR, Thresholds, load_thresholds
 from tests.support.prom_fixtures import PLAN, PromStack, RunPlan, start_prom_stack
 from tests.support.servers import prom_query
 

@@ -10,13 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from exporter.archive import write_record
-from exporter.cli import main
-from exporter.index import ArchiveIndex, RecordFilter
-from exporter.model import BatchRecord, ErrorEntry, Metrics, OptimizationMetrics, StageDuration
-from exporter.stats import duration_stats, parallel_efficiency, percentile, success_rate
-from exporter.thresholds import load_thresholds
-from exporter.trends import compute_trends, parse_since
+from exporter.archive.files import write_record
+from exporter.archive.model import (
+    BatchRecord,
+    ErrorEntry,
+    Metrics,
+    OptimizationMetrics,
+    StageDuration,
+)
+from exporter.cli.main import main
+from exporter.index.store import ArchiveIndex, RecordFilter
+from exporter.reports.stats import duration_stats, parallel_efficiency, percentile, success_rate
+from exporter.reports.trends import compute_trends, parse_since
+from exporter.signals.thresholds import load_thresholds
 from tests.generated_archive import make_record, write_archive
 
 T0 = datetime(2025, 6, 2, 8, 0, tzinfo=UTC)

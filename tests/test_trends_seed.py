@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.index import ArchiveIndex
-from exporter.thresholds import load_thresholds
-from exporter.trends import compute_trends
+from exporter.index.store import ArchiveIndex
+from exporter.reports.trends import compute_trends
+from exporter.signals.thresholds import load_thresholds
 from tests.generated_archive import write_archive
 from tests.seed_scripts import extract_script, load_script
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from exporter.grafana.provisioning import stale, write
-from exporter.thresholds import ThresholdsError, load_thresholds
+from exporter.signals.thresholds import ThresholdsError, load_thresholds
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from typing import Any, Final, Literal
 from exporter.grafana.panels import DATASOURCE_UID
 from exporter.prometheus import promql
 from exporter.prometheus.rules import STALLED_ALERT, alert_name
-from exporter.thresholds import Bottleneck, Thresholds, Trigger
+from exporter.signals.thresholds import Bottleneck, Thresholds, Trigger
 
 __all__ = [
     "CONTACT_POINT",

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from exporter.grafana.panels import DATASOURCE, FULL_WIDTH, Layout, Panel, Query, Threshold
 from exporter.prometheus import promql, series
-from exporter.thresholds import Bottleneck, Thresholds, Trigger
+from exporter.signals.thresholds import Bottleneck, Thresholds, Trigger
 
 __all__ = [
     "DASHBOARD_TAG",

@@ -14,7 +14,7 @@ import yaml
 
 from exporter.grafana import alerting, dashboards
 from exporter.grafana.panels import DATASOURCE_UID
-from exporter.thresholds import Thresholds
+from exporter.signals.thresholds import Thresholds
 
 __all__ = [
     "DASHBOARDS_DIR",

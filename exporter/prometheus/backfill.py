@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, TextIO
 
-from exporter.index import RecordSummary
+from exporter.index.store import RecordSummary
 from exporter.prometheus.aggregates import Aggregates, SeriesKey, format_value
 from exporter.prometheus.series import FAMILIES, Contribution, contributions
 

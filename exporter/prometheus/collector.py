@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from exporter.index import ArchiveIndex, RecordSummary, RefreshResult
+from exporter.index.store import ArchiveIndex, RecordSummary, RefreshResult
 from exporter.prometheus.aggregates import Aggregates
 from exporter.prometheus.series import Contribution, contributions
 

@@ -1,6 +1,6 @@
 """The in-process path: the OTel SDK's Prometheus reader, set up to match the archive exporter.
 
-For a long-running Python orchestrator that already calls ``exporter.sdk.configure``::
+For a long-running Python orchestrator that already calls ``exporter.sdk.configure.configure``::
 
     registry = CollectorRegistry()
     telemetry = configure(metric_readers=[prometheus_reader(registry)])

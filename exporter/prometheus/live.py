@@ -31,8 +31,8 @@ from typing import Any, Final
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from exporter.paths import DEFAULT_ORCHESTRATION
 from exporter.prometheus.promql import HEARTBEAT_AGE_METRIC
+from exporter.util.paths import DEFAULT_ORCHESTRATION
 
 __all__ = [
     "DEFAULT_ORCHESTRATION_DIR",

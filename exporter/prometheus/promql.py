@@ -1,6 +1,7 @@
 """The PromQL for each bottleneck signal, in one place.
 
-``trends`` computes the same signals from the archive (exporter.stats); the generated Prometheus
+``trends`` computes the same signals from the archive (:mod:`exporter.reports.stats`); the
+generated Prometheus
 recording and alerting rules and the provisioned Grafana alert rules all take their expressions
 from here, with thresholds from exporter/data/thresholds.yaml, so the three always agree.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from exporter.thresholds import Bottleneck, Thresholds, Trigger
+from exporter.signals.thresholds import Bottleneck, Thresholds, Trigger
 
 __all__ = [
     "HEARTBEAT_AGE_METRIC",
@@ -55,7 +56,8 @@ def success_rate(window: str | None) -> str:
 def parallel_efficiency(window: str | None) -> str:
     """Parallel efficiency per operation: item seconds over wall seconds (1.0 = no speed-up).
 
-    The time-weighted figure ``trends`` reports as ``overall_efficiency`` (exporter.stats). A
+    The time-weighted figure ``trends`` reports as ``overall_efficiency``
+    (:mod:`exporter.reports.stats`). A
     signal to watch, not a bottleneck: no threshold, no alert.
     """
     work = _over("batch_item_work_seconds_total", window)

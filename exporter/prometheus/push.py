@@ -18,7 +18,7 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry, push_to_gateway
 
-from exporter.index import ArchiveIndex
+from exporter.index.store import ArchiveIndex
 from exporter.prometheus.collector import ArchiveCollector, ScanStatus
 
 __all__ = ["DEFAULT_JOB", "push_archive"]

@@ -15,7 +15,7 @@ from typing import Any, Final
 import yaml
 
 from exporter.prometheus import promql
-from exporter.thresholds import Bottleneck, Thresholds, Trigger
+from exporter.signals.thresholds import Bottleneck, Thresholds, Trigger
 
 __all__ = [
     "ALERT_GROUP",

@@ -1,7 +1,8 @@
 """How one archived run becomes Prometheus samples: the metric families and their contributions.
 
 Every archived record is one finished operation run, counted at its completion time (start plus
-duration). :func:`contributions` maps a :class:`~exporter.index.RecordSummary` onto increments of
+duration). :func:`contributions` maps a :class:`~exporter.index.store.RecordSummary` onto
+increments of
 the design contract's counters, observations of its histograms and values of its timestamp
 gauges. The archive collector (``serve``), the Pushgateway path and ``backfill`` all use it, so
 they cannot disagree about what a record adds.
@@ -32,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from exporter.index import RecordSummary
+from exporter.index.store import RecordSummary
 from instrumentation import semconv as sc
 
 __all__ = [

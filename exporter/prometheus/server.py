@@ -41,7 +41,7 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
-from exporter.index import ArchiveIndex
+from exporter.index.store import ArchiveIndex
 from exporter.prometheus.collector import ArchiveCollector
 from exporter.prometheus.live import HeartbeatCollector
 from exporter.prometheus.webconfig import BasicAuth, WebConfig

@@ -47,7 +47,7 @@ from typing import Final, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from exporter.errors import UserError, describe_validation_error
+from exporter.util.errors import UserError, describe_validation_error
 
 __all__ = [
     "BasicAuth",

@@ -23,10 +23,8 @@ from typing import Final
 
 import yaml
 
-from exporter.archive import write_record
-from exporter.cli import main as cli_main
-from exporter.index import ArchiveIndex
-from exporter.model import (
+from exporter.archive.files import write_record
+from exporter.archive.model import (
     BatchRecord,
     ErrorEntry,
     Metrics,
@@ -35,6 +33,8 @@ from exporter.model import (
     StageDuration,
     TokenUsage,
 )
+from exporter.cli.main import main as cli_main
+from exporter.index.store import ArchiveIndex
 from exporter.prometheus.server import MetricsServer, build_registry
 from tests.support.servers import Server, require_binary, running, start_prometheus
 

@@ -1,0 +1,378 @@
+"""The canonical batch record: one pydantic model, the single source of the archive schema.
+
+The field names and nesting are the seed's draft-07 schema (``batch-metrics.json``); every
+field the seed leaves optional stays optional, and extra optional fields record what the seed
+cannot say (which run, which source, per-model token usage, whether a cost is an estimate).
+Records are written with :func:`dump_record` (``None`` fields left out, so the output validates
+against the seed schema) and read with :func:`parse_record`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from functools import cache
+from typing import Annotated, Any, Final, Literal
+
+from dateutil import parser as date_parser
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from exporter.util.errors import UserError, describe_validation_error
+from instrumentation.semconv import Operation, OperationOutcome
+
+__all__ = [
+    "BATCH_ID_MAX_LENGTH",
+    "BatchRecord",
+    "CostSource",
+    "DriftScore",
+    "ErrorEntry",
+    "InvalidBatchId",
+    "Metrics",
+    "ModelUsage",
+    "OptimizationMetrics",
+    "RecordSource",
+    "RecordStatus",
+    "StageDuration",
+    "TokenUsage",
+    "ValidationError",
+    "check_batch_id",
+    "checked_stage",
+    "describe_validation_error",
+    "dump_record",
+    "measured_efficiency",
+    "parse_record",
+    "record_status",
+]
+
+BATCH_ID_MAX_LENGTH: Final = 64
+_BATCH_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_RUN_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+RecordSource = Literal["instrumentation", "orchestrator", "prp", "git"]
+RecordStatus = Literal["completed", "partial", "failed", "crashed"]
+CostSource = Literal["provider", "estimate", "mixed", "unpriced"]
+
+_STATUS_BY_OUTCOME: Final[dict[OperationOutcome, RecordStatus]] = {
+    "success": "completed",
+    "partial": "partial",
+    "failure": "failed",
+}
+
+
+def record_status(outcome: OperationOutcome) -> RecordStatus:
+    """The record status of a finished run with this outcome (:func:`semconv.run_outcome`)."""
+    return _STATUS_BY_OUTCOME[outcome]
+
+
+class InvalidBatchId(UserError, ValueError):
+    """A batch id that could name a file outside the archive or is otherwise unusable."""
+
+
+def check_batch_id(batch_id: str) -> str:
+    """Return ``batch_id`` if it is safe to put in a file name, else raise InvalidBatchId.
+
+    Allowed: 1-64 characters from ``[A-Za-z0-9._-]``, starting with a letter or digit, and no
+    ``..``. That keeps every archive file name inside the archive directory.
+    """
+    shown = repr(batch_id[:40] + ("..." if len(batch_id) > 40 else ""))
+    if not batch_id:
+        raise InvalidBatchId("batch id is empty")
+    if len(batch_id) > BATCH_ID_MAX_LENGTH:
+        raise InvalidBatchId(
+            f"batch id {shown} is {len(batch_id)} characters long (max {BATCH_ID_MAX_LENGTH})"
+        )
+    if not _BATCH_ID_RE.fullmatch(batch_id) or ".." in batch_id:
+        raise InvalidBatchId(
+            f"batch id {shown} may only contain letters, digits, '.', '_' and '-', "
+            "must start with a letter or digit and must not contain '..'"
+        )
+    return batch_id
+
+
+def _parse_timestamp(value: Any) -> Any:
+    """Accept what the seed's scripts write as well as strict ISO 8601.
+
+    The seed writes ``git log --format=%ai`` times (``2025-11-01 10:00:00 +0100``) and naive
+    ``datetime.now().isoformat()``; naive times are taken as the local time of this machine,
+    which is what the seed meant by them.
+    """
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)  # fast path: what we write
+        except ValueError:
+            parsed = None
+        try:
+            parsed = parsed or date_parser.isoparse(value)
+        except ValueError:
+            try:
+                parsed = date_parser.parse(value)
+            except (ValueError, OverflowError) as exc:
+                raise ValueError(f"not a date-time: {value[:40]!r}") from exc
+        value = parsed
+    if isinstance(value, datetime) and value.tzinfo is None:
+        value = value.astimezone()
+    return value
+
+
+def _fixed_offset(value: datetime) -> datetime:
+    """Keep the offset, drop the zone rules: what a record can store and read back.
+
+    A time in a named zone (say 02:00 in a DST gap) would otherwise compare unequal to the
+    same instant read back from the file with its fixed offset.
+    """
+    offset = value.utcoffset()
+    if offset is None or isinstance(value.tzinfo, timezone):
+        return value
+    return value.replace(tzinfo=timezone(offset), fold=0)
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_parse_timestamp), AfterValidator(_fixed_offset)]
+# Upper bounds keep absurd values out of the index (SQLite integers are 64-bit) and out of
+# date arithmetic: 2**53 is the largest count a JSON reader keeps exactly, 1e9 s is 31 years.
+MAX_COUNT: Final = 2**53
+MAX_SECONDS: Final = 1e9
+MAX_USD: Final = 1e12
+# Item seconds per wall second: a million items' worth of work at once is already absurd, and
+# the bound keeps item time (duration x efficiency) finite in every sum the index keeps.
+MAX_EFFICIENCY: Final = 1e6
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
+Usd = Annotated[float, Field(ge=0, le=MAX_USD, allow_inf_nan=False)]
+# Any integer the archive's readers (SQLite, JSON parsers) keep exactly.
+StageNumber = Annotated[int, Field(ge=-MAX_COUNT, le=MAX_COUNT)]
+
+
+def _finite_json(value: Any) -> Any:
+    """An extra field's value, refused if it holds NaN or Infinity at any depth.
+
+    Python's JSON reader accepts them, JSON does not; written back they would become null.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("NaN and Infinity are not JSON numbers")
+    if isinstance(value, dict):
+        for item in value.values():
+            _finite_json(item)
+    elif isinstance(value, list):
+        for item in value:
+            _finite_json(item)
+    return value
+
+
+class _Model(BaseModel):
+    # Extra fields are kept: the seed schema allows them and newer writers may add some.
+    model_config = ConfigDict(
+        extra="allow", allow_inf_nan=False, populate_by_name=True, defer_build=True
+    )
+    __pydantic_extra__: dict[str, Annotated[Any, AfterValidator(_finite_json)]] = Field(init=False)
+
+
+class ModelUsage(_Model):
+    """Tokens and cost of one model within a run (extension to the seed schema)."""
+
+    model: str = Field(min_length=1, max_length=200)
+    input_tokens: Count = 0
+    output_tokens: Count = 0
+    cache_read_tokens: Count = 0
+    cost_usd: Usd | None = Field(default=None, description="USD; absent when the model is unpriced")
+    cost_source: CostSource = "unpriced"
+
+
+class TokenUsage(_Model):
+    """Token usage of a run, as in the seed schema, plus per-model detail."""
+
+    input_tokens: Count | None = None
+    output_tokens: Count | None = None
+    total_tokens: Count | None = None
+    estimated_cost: Usd | None = Field(
+        default=None,
+        description="USD; the sum over priced models (see cost_source and unpriced_models)",
+    )
+    cost_source: CostSource | None = None
+    unpriced_models: list[str] | None = None
+    by_model: list[ModelUsage] | None = None
+
+
+class StageDuration(_Model):
+    """Wall time of one stage and the items it ran."""
+
+    # None: the seed's analyze-batch.py writes null for PRPs whose front matter has no stage.
+    stage: StageNumber | None = None
+    duration_seconds: Seconds | None = None
+    items: list[str] = Field(default_factory=list)
+    # -- extensions: tokens used inside the stage, subagents' included --
+    input_tokens: Count | None = None
+    output_tokens: Count | None = None
+
+
+class ErrorEntry(_Model):
+    """One failed (or partly failed) item: the error's type and a bounded message."""
+
+    item_id: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+
+
+class Metrics(_Model):
+    """The seed's ``metrics`` object."""
+
+    total_items: Count | None = None
+    stages: Count | None = None
+    success_count: Count | None = None
+    failure_count: Count | None = None
+    partial_count: Count | None = None
+    token_usage: TokenUsage | None = None
+    stage_durations: list[StageDuration] | None = None
+    errors: list[ErrorEntry] | None = None
+
+    @model_validator(mode="after")
+    def _counts_add_up(self) -> Metrics:
+        counted = sum(c or 0 for c in (self.success_count, self.failure_count, self.partial_count))
+        if self.total_items is not None and counted > self.total_items:
+            raise ValueError(
+                f"success + failure + partial = {counted} exceeds total_items = {self.total_items}"
+            )
+        return self
+
+
+class DriftScore(_Model):
+    prp_id: str | None = None
+    drift: float | None = None
+
+
+class OptimizationMetrics(_Model):
+    """The seed's operation-specific optimization metrics."""
+
+    shared_context_size: Count | None = None
+    token_savings: int | None = None
+    parallel_efficiency: (
+        Annotated[float, Field(ge=0, le=MAX_EFFICIENCY, allow_inf_nan=False)] | None
+    ) = Field(
+        default=None,
+        description=(
+            "Sum of item durations over the run's wall time: 1.0 = no speedup from "
+            "parallel stages, N = N items' worth of work per second of wall time"
+        ),
+    )
+    drift_scores: list[DriftScore] | None = None
+
+
+class BatchRecord(_Model):
+    """One operation run of one batch: the unit of the archive."""
+
+    model_config = ConfigDict(
+        title="Batch Metrics",
+        json_schema_extra={
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "description": "Standard metrics schema for batch operations",
+        },
+    )
+
+    batch_id: str = Field(
+        description="Batch identifier (e.g., '47')",
+        # What check_batch_id enforces, stated for schema users (the validator is the rule).
+        json_schema_extra={
+            "pattern": r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]*$",
+            "maxLength": BATCH_ID_MAX_LENGTH,
+        },
+    )
+    operation: Operation = Field(description="Batch operation type")
+    timestamp: Timestamp = Field(description="Operation start time (ISO 8601)")
+    duration_seconds: Seconds | None = Field(
+        default=None, description="Total operation duration in seconds"
+    )
+    metrics: Metrics
+    optimization_metrics: OptimizationMetrics | None = None
+    # -- extensions (optional, allowed by the seed schema) --
+    run_id: str | None = Field(
+        default=None,
+        description="Identity of this run; re-writing the same run is idempotent",
+        json_schema_extra={"pattern": "^" + _RUN_ID_RE.pattern + "$"},
+    )
+    status: RecordStatus | None = None
+    source: RecordSource | None = Field(default=None, description="Where the figures come from")
+    trace_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
+    notes: list[str] | None = Field(
+        default=None, description="What this record could not measure, in words"
+    )
+
+    @field_validator("batch_id")
+    @classmethod
+    def _safe_batch_id(cls, value: str) -> str:
+        return check_batch_id(value)
+
+    @field_validator("run_id")
+    @classmethod
+    def _safe_run_id(cls, value: str | None) -> str | None:
+        if value is not None and not _RUN_ID_RE.fullmatch(value):
+            raise ValueError("run_id may only contain letters, digits, '_' and '-' (max 64)")
+        return value
+
+    @field_validator("duration_seconds")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("duration_seconds must be finite")
+        return value
+
+    @model_validator(mode="after")
+    def _ends_before_year_10000(self) -> BatchRecord:
+        if self.duration_seconds is not None:
+            try:
+                self.timestamp + timedelta(seconds=self.duration_seconds)
+            except OverflowError:
+                raise ValueError("timestamp + duration_seconds is after year 9999") from None
+        return self
+
+    @property
+    def end_timestamp(self) -> datetime | None:
+        """Start plus duration, when the duration is known."""
+        if self.duration_seconds is None:
+            return None
+        return datetime.fromtimestamp(self.timestamp.timestamp() + self.duration_seconds, tz=UTC)
+
+
+def checked_stage(value: object) -> int | None:
+    """A stage number as a record can hold it (an int within +-2**53, not a bool), else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and -MAX_COUNT <= value <= MAX_COUNT:
+        return value
+    return None
+
+
+def measured_efficiency(item_seconds: float, wall_seconds: float | None) -> float | None:
+    """Parallel efficiency as a record stores it: item seconds per wall second, 4 decimals.
+
+    None without item time or wall time, and when the wall time is too short for the ratio to
+    mean anything (above :data:`MAX_EFFICIENCY`).
+    """
+    if not item_seconds or not wall_seconds:
+        return None
+    ratio = round(item_seconds / wall_seconds, 4)
+    return ratio if ratio <= MAX_EFFICIENCY else None
+
+
+@cache
+def _record_adapter() -> TypeAdapter[BatchRecord]:
+    # Built on first use: building the validators costs ~0.2 s, which commands that only read
+    # the index (trends, serve when warm) should not pay at start-up.
+    return TypeAdapter(BatchRecord)
+
+
+def parse_record(data: bytes | str) -> BatchRecord:
+    """Parse and validate one archive file's content. Raises pydantic ValidationError."""
+    return _record_adapter().validate_json(data)
+
+
+def dump_record(record: BatchRecord) -> str:
+    """Serialize a record as the archive stores it: indented JSON, ``None`` fields left out."""
+    return record.model_dump_json(indent=2, exclude_none=True, by_alias=True) + "\n"

@@ -1,0 +1,189 @@
+"""``batch-metrics serve``: expose the archive (and running tasks) as Prometheus metrics.
+
+A long-running HTTP server: ``/metrics`` (Prometheus text or OpenMetrics by ``Accept``),
+``/health`` and a landing page at ``/``. The figures are derived from the archive, so they
+survive restarts of the orchestrator and of this server alike; new records show at the next
+scrape, and the archive is re-checked file by file every ``--rescan-interval`` seconds to catch
+records rewritten in place. Running tasks and their heartbeat ages come from the orchestrator's
+heartbeat files under ``--orchestration-dir``. Stop it with Ctrl-C or SIGTERM.
+
+It listens on 127.0.0.1 unless told otherwise. ``--web.config.file`` adds TLS and basic auth in
+the format of Prometheus' exporters (docs/security.md); connections are bounded in number and
+in time, so slow or idle clients cannot pin it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from exporter.cli.options import add_archive_option, port_number
+from exporter.index.store import ArchiveIndex, default_index_path
+from exporter.prometheus.live import DEFAULT_ORCHESTRATION_DIR
+from exporter.prometheus.server import DEFAULT_PORT, Limits, MetricsServer, build_registry
+from exporter.prometheus.webconfig import WebConfig, load_web_config
+from exporter.util.errors import CommandError
+from exporter.util.paths import DEFAULT_ARCHIVE
+
+__all__ = ["add_arguments", "run"]
+
+_ENV_PREFIX = "BATCH_METRICS_"
+_log = logging.getLogger(__name__)
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(_ENV_PREFIX + name) or default
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"seconds must be positive and finite: {text!r}")
+    return value
+
+
+def _interval(text: str) -> float:
+    try:
+        return _seconds(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError("the rescan interval must be positive") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (__doc__ or "").split("\n\n", 1)[1].strip()
+    parser.epilog = (
+        "Options also read BATCH_METRICS_ARCHIVE, BATCH_METRICS_ORCHESTRATION_DIR, "
+        "BATCH_METRICS_BIND, BATCH_METRICS_PORT and BATCH_METRICS_WEB_CONFIG.\n\nexamples:\n"
+        "  batch-metrics serve\n"
+        "  batch-metrics serve --bind 0.0.0.0 --port 9477 --web.config.file web.yml"
+    )
+    add_archive_option(parser, default=Path(_env("ARCHIVE", str(DEFAULT_ARCHIVE))))
+    parser.add_argument(
+        "--orchestration-dir",
+        type=Path,
+        default=Path(_env("ORCHESTRATION_DIR", str(DEFAULT_ORCHESTRATION_DIR))),
+        help="orchestrator's directory with tasks/batch-*/task-*.hb (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--bind",
+        default=_env("BIND", "127.0.0.1"),
+        help="address to listen on (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--port",
+        type=port_number,
+        default=port_number(_env("PORT", str(DEFAULT_PORT))),
+        help="port to listen on, 0 for any free one (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rescan-interval",
+        type=_interval,
+        default=60.0,
+        metavar="SECONDS",
+        help="re-check every archive file this often (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--web.config.file",
+        "--web-config",
+        dest="web_config",
+        type=Path,
+        default=os.environ.get(_ENV_PREFIX + "WEB_CONFIG") or None,
+        metavar="FILE",
+        help="TLS and basic auth, in the format of Prometheus' exporter-toolkit "
+        "(docs/security.md; default: none, plain HTTP)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=Limits.timeout,
+        metavar="SECONDS",
+        help="limit for a client's TLS handshake, for its request head, and for taking the "
+        "response, each (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=Limits.max_connections,
+        metavar="N",
+        help="connections served at once; more are refused (default: %(default)s)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    archive: Path = args.archive
+    if archive.exists() and not archive.is_dir():
+        raise CommandError(f"archive {archive} is not a directory", 2)
+    web = load_web_config(Path(args.web_config)) if args.web_config else WebConfig()
+    if not _is_loopback(args.bind) and web.ssl_context is None and web.auth is None:
+        _log.warning(
+            "listening on %s without TLS or basic auth: anyone who can reach it can read the "
+            "metrics (see --web.config.file)",
+            args.bind,
+        )
+    # An index of its own: its running totals follow the index's deltas, which another
+    # process refreshing a shared index file would consume first.
+    index = ArchiveIndex(archive, default_index_path(archive, purpose="serve"))
+    registry, collector = build_registry(index, args.orchestration_dir)
+    try:
+        server = MetricsServer.start(
+            registry,
+            collector,
+            host=args.bind,
+            port=args.port,
+            rescan_interval=args.rescan_interval,
+            web=web,
+            limits=Limits(args.max_connections, args.timeout),
+        )
+    except OSError as exc:
+        index.close()
+        raise CommandError(
+            f"cannot listen on {args.bind}:{args.port}: {exc.strerror or exc}"
+        ) from exc
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        server.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    status = collector.status
+    print(
+        f"serving {status.records} records of {archive} on {server.url}/metrics "
+        f"({status.invalid} invalid files skipped)",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        index.close()
+    return 0

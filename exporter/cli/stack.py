@@ -1,0 +1,118 @@
+"""``batch-metrics stack``: the monitoring stack without Docker, on loopback.
+
+Runs Prometheus, Alertmanager, Pushgateway (binaries from your package manager: Debian's
+prometheus, prometheus-alertmanager, prometheus-pushgateway; Homebrew's prometheus,
+alertmanager, pushgateway) and `batch-metrics serve`, with the configuration docker-compose.yml
+uses (prometheus/, alertmanager/), rewritten for 127.0.0.1. Ports default to the compose file's.
+Prints the URLs, runs until Ctrl-C or SIGTERM, then stops every server. Data stays in
+--state-dir between runs. Grafana is not started: point yours at the Prometheus URL and load
+grafana/provisioning (docs/monitoring-stack.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+from exporter.cli.options import fixed_port_number
+from exporter.stack.native import DEFAULT_PORTS, StackError, StackOptions, start_stack
+from exporter.util.errors import CommandError
+
+__all__ = ["add_arguments", "run"]
+
+_DURATION = re.compile(r"^[0-9]+(ms|s|m|h)$")
+
+
+def _duration(text: str) -> str:
+    if not _DURATION.match(text):
+        raise argparse.ArgumentTypeError(f"not a Prometheus duration like 15s or 1m: {text!r}")
+    return text
+
+
+def _default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "batch-metrics" / "stack"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        "examples:\n"
+        "  batch-metrics stack --ce-dir ~/project/.ce\n"
+        "  batch-metrics stack --config-dir ~/src/batch-metrics --prometheus-port 19090"
+    )
+    parser.add_argument(
+        "--config-dir",
+        type=Path,
+        default=Path(),
+        help="directory holding prometheus/ and alertmanager/ (default: .)",
+    )
+    parser.add_argument(
+        "--ce-dir",
+        type=Path,
+        default=Path(".ce"),
+        help="the orchestrator's .ce directory (default: .ce)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=_default_state_dir(),
+        help="rendered configs and data (default: $XDG_STATE_HOME/batch-metrics/stack)",
+    )
+    for name, port in DEFAULT_PORTS.items():
+        parser.add_argument(
+            f"--{name}-port", type=fixed_port_number, default=port, help=f"(default: {port})"
+        )
+    parser.add_argument("--no-pushgateway", action="store_true", help="run without the Pushgateway")
+    parser.add_argument(
+        "--scrape-interval", type=_duration, help="override prometheus.yml's (e.g. 1s for a demo)"
+    )
+    parser.add_argument(
+        "--evaluation-interval", type=_duration, help="override prometheus.yml's rule interval"
+    )
+    parser.add_argument(
+        "--alert-for",
+        type=_duration,
+        help="override every alert's `for` (e.g. 0s to see alerts at once in a demo)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    options = StackOptions(
+        config_dir=args.config_dir.resolve(),
+        ce_dir=args.ce_dir.resolve(),
+        state_dir=args.state_dir.resolve(),
+        ports={name: getattr(args, f"{name}_port") for name in DEFAULT_PORTS},
+        scrape_interval=args.scrape_interval,
+        evaluation_interval=args.evaluation_interval,
+        alert_for=args.alert_for,
+        pushgateway=not args.no_pushgateway,
+    )
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with start_stack(options) as processes:
+            for process in processes:
+                print(f"{process.name:<13} {process.url}", flush=True)
+            print("stack ready (Ctrl-C stops it)", flush=True)
+            while not stop.wait(0.5):
+                for process in processes:
+                    if process.popen.poll() is not None:
+                        raise CommandError(
+                            f"{process.name} exited with code {process.popen.returncode}: "
+                            f"{process.tail()}"
+                        )
+    except StackError as exc:
+        raise CommandError(str(exc)) from exc
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

@@ -1,0 +1,298 @@
+"""Totals of the archive index, kept current by SQLite triggers as records come and go.
+
+A report over every run should not re-read every run. Each :class:`Rollup` names a grouping
+(per operation, per operation and model, ...) and a set of *additive* measures: per-row SQL
+expressions whose sum is the figure (a count is the sum of ``x IS NOT NULL``). One definition
+serves twice:
+
+* the index creates a table for it, with triggers that add a row's measures when the row is
+  inserted into the index and subtract them before it is deleted, in the same transaction
+  (:attr:`Rollup.schema`); a group whose rows are all gone is dropped. After a bulk load the
+  index drops the triggers and recomputes the table in one statement instead, with the same
+  upsert (:attr:`Rollup.rebuild`);
+* :meth:`Rollup.scan_sql` computes the same sums over any selection of records, for reports
+  that filter by time, where a maintained total cannot help.
+
+``tests/test_rollups.py`` proves the two equal after random additions, replacements and
+removals. Only sums can be maintained like this; minima, maxima, distinct counts and quantiles
+come from ordered indexes instead (see :mod:`exporter.reports.trends`).
+
+Measures read the record's row in ``files`` as ``f`` and the source row as ``{r}`` (``f``
+itself for rollups over ``files``). The index only ever inserts and deletes rows, never
+updates them, which is what the triggers rely on: an update of a source row is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from exporter.reports.stats import SQL_RUN_TOTAL
+
+__all__ = [
+    "ERROR_TOTALS",
+    "MODEL_TOTALS",
+    "OPERATION_TOTALS",
+    "ROLLUPS",
+    "STAGE_TOTALS",
+    "Key",
+    "Measure",
+    "Rollup",
+]
+
+_VALID: Final = "f.invalid_reason IS NULL"
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """A grouping column: its name and the SQL that computes it."""
+
+    name: str
+    expr: str
+    nullable: bool = False  # NULL forms a group of its own (SQL's GROUP BY does the same)
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """An additive figure: the sum over rows of ``expr``, which must never be NULL."""
+
+    name: str
+    expr: str
+    real: bool = False  # stored as REAL; otherwise an exact INTEGER
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """Sums of ``measures`` per ``keys`` over the rows of ``source`` that meet ``condition``.
+
+    Every rollup also counts its rows, as the measure ``rows``.
+    """
+
+    table: str
+    source: str  # "files" or a child table of the index (with a file_id column)
+    alias: str  # the source's alias in scan_sql
+    keys: tuple[Key, ...]
+    measures: tuple[Measure, ...]
+    condition: str = "TRUE"
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The column names of a row of :meth:`scan_sql`, in order (:meth:`read_sql` adds the
+        ``overflowed`` flag after them)."""
+        return (*(k.name for k in self.keys), "rows", *(m.name for m in self.measures))
+
+    def measure(self, name: str) -> Measure:
+        """The measure called ``name`` (KeyError if there is none)."""
+        for m in self._measures():
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    def _measures(self) -> tuple[Measure, ...]:
+        return (Measure("rows", "1"), *self.measures)
+
+    def _from(self, row: str) -> str:
+        """FROM and WHERE of the rows to add: the source rows aliased ``row`` (``NEW`` or
+        ``OLD`` in a trigger: only that row) that count, each with its record as ``f``."""
+        if row in ("NEW", "OLD"):
+            link = "id" if self.source == "files" else "file_id"
+            rows = f"FROM files f WHERE f.id = {row}.{link}"
+        elif self.source == "files":
+            rows = f"FROM files {row} WHERE TRUE"
+        else:
+            rows = f"FROM {self.source} {row} JOIN files f ON f.id = {row}.file_id WHERE TRUE"
+        return f"{rows} AND {_VALID} AND ({self.condition.format(r=row)})"
+
+    @property
+    def _unique_key(self) -> str:
+        """The table's unique key; a NULL key becomes '' in it, as NULLs are never equal."""
+        return ", ".join(f"ifnull({k.name}, '')" if k.nullable else k.name for k in self.keys)
+
+    def _update(self) -> str:
+        """The upsert's SET clause: add a row's measures to its group's running totals.
+
+        Sums of REAL measures are compensated (Neumaier): the rounding error of each addition
+        is kept in ``<name>_c``, so adding a large value and later subtracting it leaves the
+        small ones beside it intact. An integer sum that leaves 64 bits turns into a REAL in
+        SQLite, losing counts; ``overflowed`` records that it happened, for good (until a
+        rebuild), since a later subtraction may bring the sum back into range, but not its
+        lost digits. (All right-hand sides read the row as it was before this update.)
+        """
+        parts: list[str] = []
+        for m in self._measures():
+            new = f"excluded.{m.name}"
+            parts.append(f"{m.name} = {m.name} + {new}")
+            if m.real:
+                total = f"({m.name} + {new})"
+                parts.append(
+                    f"{m.name}_c = {m.name}_c + CASE WHEN abs({m.name}) >= abs({new}) "
+                    f"THEN ({m.name} - {total}) + {new} ELSE ({new} - {total}) + {m.name} END"
+                )
+        widened = " OR ".join(
+            f"typeof({m.name} + excluded.{m.name}) = 'real'" for m in self._measures() if not m.real
+        )
+        parts.append(f"overflowed = overflowed OR {widened}")
+        return ", ".join(parts)
+
+    def _upsert(self, row: str, sign: str) -> str:
+        """Add (``+``) or subtract (``-``) the measures of the rows :meth:`_from` selects,
+        one row at a time, to their groups: the triggers' statement, and the rebuild's."""
+        keys = ", ".join(k.expr.format(r=row) for k in self.keys)
+        sums = ", ".join(f"{sign}({m.expr.format(r=row)})" for m in self._measures())
+        return (
+            f"INSERT INTO {self.table} ({', '.join(self.columns)}) "
+            f"SELECT {keys}, {sums} {self._from(row)} "
+            f"ON CONFLICT ({self._unique_key}) DO UPDATE SET {self._update()}"
+        )
+
+    def _triggers(self) -> dict[str, str]:
+        return {
+            f"{self.table}_add": f"AFTER INSERT ON {self.source} BEGIN "
+            f"{self._upsert('NEW', '+')}; END",
+            f"{self.table}_remove": f"BEFORE DELETE ON {self.source} BEGIN "
+            f"{self._upsert('OLD', '-')}; DELETE FROM {self.table} WHERE rows = 0; END",
+        }
+
+    @property
+    def schema(self) -> list[str]:
+        """Statements creating the table, its unique key and the triggers that keep it current."""
+        key_columns = [f"{k.name}{'' if k.nullable else ' NOT NULL'}" for k in self.keys]
+        measure_columns = [
+            f"{m.name} {'REAL' if m.real else 'INTEGER'} NOT NULL" for m in self._measures()
+        ]
+        compensations = [f"{m.name}_c REAL NOT NULL DEFAULT 0" for m in self.measures if m.real]
+        flag = "overflowed INTEGER NOT NULL DEFAULT 0"
+        return [
+            f"CREATE TABLE IF NOT EXISTS {self.table} "
+            f"({', '.join([*key_columns, *measure_columns, *compensations, flag])})",
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {self.table}_key "
+            f"ON {self.table} ({self._unique_key})",
+            *(
+                f"CREATE TRIGGER IF NOT EXISTS {name} {body}"
+                for name, body in self._triggers().items()
+            ),
+            f"CREATE TRIGGER IF NOT EXISTS {self.source}_not_updated BEFORE UPDATE ON "
+            f"{self.source} BEGIN SELECT RAISE(ABORT, 'index rows are replaced, not updated'); "
+            "END",
+        ]
+
+    @property
+    def drop_triggers(self) -> list[str]:
+        """Statements that stop the upkeep, for a bulk load followed by :meth:`rebuild`."""
+        return [f"DROP TRIGGER IF EXISTS {name}" for name in self._triggers()]
+
+    @property
+    def rebuild(self) -> list[str]:
+        """Statements recomputing the table from its source rows by the triggers' own
+        upsert, row by row in one statement: the same compensated sums, and the same
+        ``overflowed`` flag on exactly the groups whose integer sums leave 64 bits."""
+        return [f"DELETE FROM {self.table}", self._upsert(self.alias, "+")]
+
+    @staticmethod
+    def overflowed(row: Sequence[Any]) -> bool:
+        """Whether a row of :meth:`read_sql` has an integer sum that left 64 bits."""
+        return bool(row[-1])
+
+    def read_sql(self, *, operation: bool = False) -> str:
+        """The maintained totals, named by :attr:`columns`, then the ``overflowed`` flag;
+        with ``operation``, of the operation bound to ``?``."""
+        sums = [f"{m.name} + {m.name}_c" if m.real else m.name for m in self._measures()]
+        keys = [k.name for k in self.keys]
+        where = " WHERE operation = ?" if operation else ""
+        return f"SELECT {', '.join([*keys, *sums, 'overflowed'])} FROM {self.table}{where}"
+
+    def scan_sql(self, extra: Iterable[str] = ()) -> str:
+        """The same totals computed over the records ``{where}`` selects (an index query).
+
+        ``extra`` aggregates of each group are appended to its row.
+        """
+        keys = [k.expr.format(r=self.alias) for k in self.keys]
+        sums = [f"SUM({m.expr.format(r=self.alias)})" for m in self._measures()]
+        join = "" if self.source == "files" else f" JOIN files f ON f.id = {self.alias}.file_id"
+        return (
+            f"SELECT {', '.join([*keys, *sums, *extra])} "
+            f"FROM {self.source} {self.alias}{join} "
+            f"WHERE {{where}} AND ({self.condition.format(r=self.alias)}) "
+            f"GROUP BY {', '.join(keys)}"
+        )
+
+
+_TOKENS_SEEN: Final = "COALESCE(f.total_tokens, f.input_tokens, f.output_tokens)"
+
+OPERATION_TOTALS: Final = Rollup(
+    table="operation_totals",
+    source="files",
+    alias="f",
+    keys=(Key("operation", "f.operation"),),
+    measures=(
+        Measure("durations", "f.duration_seconds IS NOT NULL"),
+        Measure("duration_seconds", "COALESCE(f.duration_seconds, 0)", real=True),
+        Measure("items", SQL_RUN_TOTAL),
+        Measure("success", "COALESCE(f.success_count, 0)"),
+        Measure("failure", "COALESCE(f.failure_count, 0)"),
+        Measure("partial", "COALESCE(f.partial_count, 0)"),
+        Measure("runs_with_tokens", f"{_TOKENS_SEEN} IS NOT NULL"),
+        Measure("input_tokens", "COALESCE(f.input_tokens, 0)"),
+        Measure("output_tokens", "COALESCE(f.output_tokens, 0)"),
+        Measure(
+            "total_tokens",
+            "COALESCE(f.total_tokens, COALESCE(f.input_tokens, 0) + COALESCE(f.output_tokens, 0))",
+        ),
+        Measure("runs_priced", "f.estimated_cost IS NOT NULL"),
+        Measure("cost_usd", "COALESCE(f.estimated_cost, 0)", real=True),
+        Measure("runs_unpriced", f"f.estimated_cost IS NULL AND COALESCE({_TOKENS_SEEN}, 0) > 0"),
+        Measure("runs_with_efficiency", "f.parallel_efficiency IS NOT NULL"),
+        Measure("efficiency_sum", "COALESCE(f.parallel_efficiency, 0)", real=True),
+        # item seconds minus wall seconds, over the runs that recorded both
+        Measure(
+            "seconds_saved",
+            "COALESCE((f.parallel_efficiency - 1) * f.duration_seconds, 0)",
+            real=True,
+        ),
+        Measure(
+            "runs_with_item_time",
+            "f.parallel_efficiency IS NOT NULL AND f.duration_seconds IS NOT NULL",
+        ),
+        Measure(
+            "item_seconds",
+            "COALESCE(f.parallel_efficiency * f.duration_seconds, 0)",
+            real=True,
+        ),
+    ),
+)
+
+MODEL_TOTALS: Final = Rollup(
+    table="model_totals",
+    source="models",
+    alias="m",
+    keys=(Key("operation", "f.operation"), Key("model", "{r}.model")),
+    measures=(
+        Measure("input_tokens", "{r}.input_tokens"),
+        Measure("output_tokens", "{r}.output_tokens"),
+        Measure("cache_read_tokens", "{r}.cache_read_tokens"),
+        Measure("runs_priced", "{r}.cost_usd IS NOT NULL"),
+        Measure("cost_usd", "COALESCE({r}.cost_usd, 0)", real=True),
+        Measure("runs_unpriced", "{r}.cost_usd IS NULL"),
+    ),
+)
+
+# Stage time per operation and stage, over the stages that recorded a duration.
+STAGE_TOTALS: Final = Rollup(
+    table="stage_totals",
+    source="stages",
+    alias="s",
+    keys=(Key("operation", "f.operation"), Key("stage", "{r}.stage", nullable=True)),
+    measures=(Measure("duration_seconds", "{r}.duration_seconds", real=True),),
+    condition="{r}.duration_seconds IS NOT NULL",
+)
+
+ERROR_TOTALS: Final = Rollup(
+    table="error_totals",
+    source="errors",
+    alias="e",
+    keys=(Key("operation", "f.operation"), Key("error_type", "{r}.error_type")),
+    measures=(),
+)
+
+ROLLUPS: Final = (OPERATION_TOTALS, MODEL_TOTALS, STAGE_TOTALS, ERROR_TOTALS)

@@ -1,0 +1,70 @@
+"""What the report commands (``trends``, ``prioritize``) share: opening the archive index,
+warning about invalid files, and writing a report file atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Final, TextIO
+
+from exporter.index.store import ArchiveIndex
+from exporter.util.errors import CommandError
+
+__all__ = ["open_index", "warn_invalid", "write_text_atomic"]
+
+_SHOWN_NAMES: Final = 5
+
+
+def open_index(archive: Path, *, rescan: bool = False) -> ArchiveIndex:
+    """The archive's index, brought up to date; CommandError when there is no archive.
+
+    ``rescan`` stats every file, catching records rewritten in place (the seed's scripts do
+    that; our writer never does).
+    """
+    if not archive.is_dir():
+        raise CommandError(
+            f"no archive at {archive} (run 'batch-metrics analyze' or instrument a batch first)"
+        )
+    index = ArchiveIndex(archive)
+    try:
+        index.refresh(full=rescan)
+    except OSError as exc:
+        index.close()
+        raise CommandError(f"cannot read archive {archive}: {exc.strerror or exc}") from exc
+    return index
+
+
+def warn_invalid(invalid: dict[str, str], stream: TextIO | None = None) -> None:
+    """One warning line naming the invalid files that were skipped (the first few)."""
+    if not invalid:
+        return
+    names = sorted(invalid)
+    shown = ", ".join(names[:_SHOWN_NAMES])
+    more = f" and {len(names) - _SHOWN_NAMES} more" if len(names) > _SHOWN_NAMES else ""
+    print(
+        f"batch-metrics: warning: skipped {len(names)} invalid record file(s): {shown}{more} "
+        "(see 'batch-metrics validate')",
+        file=stream or sys.stderr,
+    )
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that readers see the old or the new file, never half."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            Path(tmp).replace(path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                Path(tmp).unlink()
+            raise
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from exc
