@@ -24,7 +24,7 @@ from benchmarks.bench_load import load_generated
 from benchmarks.bench_serve import scrape, start_and_scrape, write_spaced_archive
 from benchmarks.bench_trends import measure_trends
 from exporter.archive.files import write_record
-from tests.generated_archive import START, make_record
+from tests.support.generated_archive import START, make_record
 
 
 @dataclass(frozen=True)

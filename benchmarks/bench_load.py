@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from exporter.archive.files import write_record
-from tests.generated_archive import make_record, write_archive
+from tests.support.generated_archive import make_record, write_archive
 
 REPO = Path(__file__).resolve().parents[1]
 _SERVING = re.compile(r"serving (\d+) records of .* on http://([\d.]+):(\d+)/metrics")

@@ -25,7 +25,7 @@ from exporter.archive.model import dump_record
 from exporter.index.store import ArchiveIndex
 from exporter.prometheus.backfill import write_openmetrics
 from exporter.prometheus.server import MetricsServer, build_registry
-from tests.generated_archive import START, make_record
+from tests.support.generated_archive import START, make_record
 
 
 def write_spaced_archive(archive: Path, count: int, span: timedelta) -> None:

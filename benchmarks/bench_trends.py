@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.generated_archive import write_archive
-from tests.seed_scripts import extract_script
+from tests.support.generated_archive import write_archive
+from tests.support.seed import extract_script
 
 REPO = Path(__file__).resolve().parents[1]
 
