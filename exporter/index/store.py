@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import sqlite3
@@ -40,17 +39,38 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import Any, Final
 
+from exporter.index.queries import Snapshot, SumOverflowError, query
 from exporter.index.rollups import ROLLUPS
-from exporter.util.errors import UserError
+from exporter.index.schema import (
+    ALL_SCHEMA,
+    CHILD_TABLES,
+    FORMAT,
+    SELECT_MANY,
+    SELECT_ONE,
+    from_row,
+    meta,
+    set_meta,
+)
+from exporter.index.summary import (
+    ModelTokens,
+    RecordFilter,
+    RecordSummary,
+    RefreshResult,
+    StageSummary,
+    summarize,
+)
+from exporter.index.writes import (
+    FileIdentity,
+    bulk_load,
+    count_write,
+    heal_rollups,
+    write_rows,
+)
 from exporter.util.paths import is_record_name
-
-if TYPE_CHECKING:
-    from exporter.archive.model import BatchRecord
 
 __all__ = [
     "ENV_INDEX",
@@ -69,411 +89,17 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 ENV_INDEX: Final = "BATCH_METRICS_INDEX"
-_FORMAT_VERSION: Final = 6  # bump when RecordSummary or what is stored of a record changes
-# (size, mtime_ns, inode) of a record file: what tells the index a file changed.
-FileIdentity = tuple[int, int, int]
 # A directory mtime younger than this may not show a change made within the same tick.
 _MTIME_SETTLE_NS: Final = 2_000_000_000
 _UNSETTLED: Final = -2  # stored instead of such an mtime: it never matches a real one
-
-
-class ModelTokens(NamedTuple):
-    """Tokens and cost of one model in one record."""
-
-    model: str
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cost_usd: float | None
-    cost_source: str
-
-
-class StageSummary(NamedTuple):
-    stage: int | None  # None: the seed's analyze-batch.py writes null for PRPs without a stage
-    duration_seconds: float | None
-    items: int
-
-
-class RecordSummary(NamedTuple):
-    """What reports and exporters read of one record; ``timestamp`` is epoch seconds (start).
-
-    A named tuple: reports build a hundred thousand of these, and tuples are the cheapest
-    immutable records Python has.
-    """
-
-    file: str
-    batch_id: str
-    operation: str
-    timestamp: float
-    duration_seconds: float | None = None
-    run_id: str | None = None
-    source: str | None = None
-    status: str | None = None
-    total_items: int | None = None
-    success_count: int | None = None
-    failure_count: int | None = None
-    partial_count: int | None = None
-    stages: int | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    total_tokens: int | None = None
-    estimated_cost: float | None = None
-    cost_source: str | None = None
-    parallel_efficiency: float | None = None
-    models: tuple[ModelTokens, ...] = ()
-    stage_durations: tuple[StageSummary, ...] = ()
-    error_types: tuple[str, ...] = ()
-
-    @property
-    def end_timestamp(self) -> float:
-        """Completion time in epoch seconds (the start when the duration is unknown)."""
-        return self.timestamp + (self.duration_seconds or 0.0)
-
-
-def summarize(record: BatchRecord, file: str) -> RecordSummary:
-    """Project a validated record onto the fields the index keeps."""
-    m = record.metrics
-    usage = m.token_usage
-    opt = record.optimization_metrics
-    return RecordSummary(
-        file=file,
-        batch_id=record.batch_id,
-        operation=record.operation,
-        timestamp=record.timestamp.timestamp(),
-        duration_seconds=record.duration_seconds,
-        run_id=record.run_id,
-        source=record.source,
-        status=record.status,
-        total_items=m.total_items,
-        success_count=m.success_count,
-        failure_count=m.failure_count,
-        partial_count=m.partial_count,
-        stages=m.stages,
-        input_tokens=usage.input_tokens if usage else None,
-        output_tokens=usage.output_tokens if usage else None,
-        total_tokens=usage.total_tokens if usage else None,
-        estimated_cost=usage.estimated_cost if usage else None,
-        cost_source=usage.cost_source if usage else None,
-        parallel_efficiency=opt.parallel_efficiency if opt else None,
-        models=tuple(
-            ModelTokens(
-                u.model,
-                u.input_tokens,
-                u.output_tokens,
-                u.cache_read_tokens,
-                u.cost_usd,
-                u.cost_source,
-            )
-            for u in (usage.by_model or ())
-        )
-        if usage
-        else (),
-        stage_durations=tuple(
-            StageSummary(s.stage, s.duration_seconds, len(s.items))
-            for s in (m.stage_durations or ())
-        ),
-        error_types=tuple(e.error_type or "unknown" for e in (m.errors or ())),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class RecordFilter:
-    """Which valid records a query covers: one operation, a start time, the N most recent."""
-
-    operation: str | None = None
-    since: float | None = None  # epoch seconds; records that started at or after it
-    recent: int | None = None  # the N most recent by start timestamp (not by file name)
-
-    def sql(self) -> tuple[str, list[object]]:
-        """A condition on table ``files`` aliased ``f``, and its parameters."""
-        clauses = ["f.invalid_reason IS NULL"]
-        params: list[object] = []
-        if self.operation is not None:
-            clauses.append("f.operation = ?")
-            params.append(self.operation)
-        if self.since is not None:
-            clauses.append("f.timestamp >= ?")
-            params.append(self.since)
-        if self.recent is not None:
-            inner = " AND ".join(c.replace("f.", "g.") for c in clauses)
-            clauses.append(
-                "f.name IN (SELECT g.name FROM files g WHERE "  # noqa: S608 (constant SQL)
-                f"{inner} ORDER BY g.timestamp DESC, g.name DESC LIMIT ?)"
-            )
-            params = [*params, *params, max(self.recent, 0)]
-        return " AND ".join(clauses), params
-
-
-@dataclass(frozen=True, slots=True)
-class RefreshResult:
-    """What one refresh changed; ``removed`` holds the summaries that were dropped or replaced."""
-
-    added: tuple[RecordSummary, ...] = ()
-    removed: tuple[RecordSummary, ...] = ()
-    invalid: dict[str, str] = field(default_factory=dict)  # file name -> reason, all known now
-    newly_invalid: dict[str, str] = field(default_factory=dict)
-    # Another process changed rows this instance had reported: consumers that apply the
-    # deltas (added/removed) must rebuild from summaries() instead.
-    reset: bool = False
-    scanned_files: int = 0
-    seconds: float = 0.0
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.added or self.removed or self.newly_invalid or self.reset)
-
-
-# The scalar fields of RecordSummary, stored as columns, in field order (between ``file`` and
-# the three nested tuples, which are stored together as one JSON column).
-_SCALARS: Final = RecordSummary._fields[1:-3]
-
-_REAL: Final = frozenset({"timestamp", "duration_seconds", "estimated_cost", "parallel_efficiency"})
-_TEXT: Final = frozenset({"batch_id", "operation", "run_id", "source", "status", "cost_source"})
-
-
-def _column_type(column: str) -> str:
-    return "REAL" if column in _REAL else "TEXT" if column in _TEXT else "INTEGER"
-
-
-_SCHEMA: Final = f"""
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS files (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    inode INTEGER NOT NULL,
-    invalid_reason TEXT,
-    {", ".join(f"{c} {_column_type(c)}" for c in _SCALARS)},
-    nested TEXT
-);
-CREATE TABLE IF NOT EXISTS models (
-    file_id INTEGER NOT NULL, model TEXT NOT NULL, input_tokens INTEGER NOT NULL,
-    output_tokens INTEGER NOT NULL, cache_read_tokens INTEGER NOT NULL, cost_usd REAL,
-    cost_source TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS models_by_file ON models (file_id);
-CREATE TABLE IF NOT EXISTS stages (
-    file_id INTEGER NOT NULL, stage INTEGER, duration_seconds REAL, items INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS stages_by_file ON stages (file_id);
-CREATE TABLE IF NOT EXISTS errors (file_id INTEGER NOT NULL, error_type TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS errors_by_file ON errors (file_id);
-"""
-# Indexes only queries use (writes find rows by name and file_id): a bulk load drops them and
-# builds them again from the loaded rows, which is faster than growing them row by row.
-_READ_INDEXES: Final = {
-    "files_by_time": "files (timestamp)",
-    # ordered per operation, for what the rollups cannot give: extremes, quantiles, batches
-    "files_by_operation_duration": "files (operation, duration_seconds) "
-    "WHERE invalid_reason IS NULL",
-    "files_by_operation_time": "files (operation, timestamp) WHERE invalid_reason IS NULL",
-    "files_by_operation_batch": "files (operation, batch_id) WHERE invalid_reason IS NULL",
-}
-_CREATE_READ_INDEXES: Final = [
-    f"CREATE INDEX IF NOT EXISTS {name} ON {what}" for name, what in _READ_INDEXES.items()
-]
-_ALL_SCHEMA: Final = _SCHEMA + "".join(
-    f"{statement};\n"
-    for statement in (*_CREATE_READ_INDEXES, *(s for r in ROLLUPS for s in r.schema))
-)
-# What an index file must have been made with to be reused: the version above, and the exact
-# schema (tables, triggers, indexes), so a changed measure or trigger never meets old totals.
-_FORMAT: Final = f"{_FORMAT_VERSION}-{hashlib.sha256(_ALL_SCHEMA.encode()).hexdigest()[:16]}"
-_CHILD_TABLES: Final = ("models", "stages", "errors")
 # A refresh changing at least this many records, and an eighth of the index, recomputes the
 # rollups in one pass instead of letting their triggers add and subtract row by row.
 _BULK_CHANGES: Final = 1000
-_NAMES_PER_QUERY: Final = 500
-
-
-# Statements are built once from the constant column list above; values always go through "?".
-_COLUMNS: Final = ", ".join(_SCALARS)
-_SELECT_ONE: Final = (
-    f"SELECT name, {_COLUMNS}, nested FROM files "  # noqa: S608
-    "WHERE name=? AND invalid_reason IS NULL"
-)
-_SELECT_MANY: Final = f"SELECT name, {_COLUMNS}, nested FROM files f WHERE "  # noqa: S608
-_PLACEHOLDERS: Final = ", ".join("?" * (len(_SCALARS) + 7))
-_INSERT: Final = (
-    "INSERT INTO files (id, name, size, mtime_ns, inode, invalid_reason, "  # noqa: S608
-    f"{_COLUMNS}, nested) VALUES ({_PLACEHOLDERS})"
-)
-
-
-def _nested_json(s: RecordSummary) -> str | None:
-    if not (s.models or s.stage_durations or s.error_types):
-        return None
-    return json.dumps([s.models, s.stage_durations, s.error_types], separators=(",", ":"))
-
-
-def _from_row(row: Sequence[Any]) -> RecordSummary:
-    """``row`` is (name, *scalars, nested) as the SELECT statements above return it."""
-    nested = row[-1]
-    if nested is None:
-        return RecordSummary._make((*row[:-1], (), (), ()))
-    models, stages, errors = json.loads(nested)
-    return RecordSummary._make(
-        (
-            *row[:-1],
-            tuple(ModelTokens._make(m) for m in models),
-            tuple(StageSummary._make(st) for st in stages),
-            tuple(errors),
-        )
-    )
-
-
-def _ids_of(db: sqlite3.Connection, names: Sequence[str]) -> list[int]:
-    """The ids of the rows of ``names`` (in chunks, under SQLite's limit on parameters).
-
-    Usually few or none exist (new records): looking them up once is cheaper than deleting
-    by name from four tables.
-    """
-    ids: list[int] = []
-    for start in range(0, len(names), _NAMES_PER_QUERY):
-        chunk = names[start : start + _NAMES_PER_QUERY]
-        marks = ", ".join("?" * len(chunk))
-        query = f"SELECT id FROM files WHERE name IN ({marks})"  # noqa: S608 (placeholders)
-        ids.extend(file_id for (file_id,) in db.execute(query, chunk))
-    return ids
-
-
-def _write_rows(
-    db: sqlite3.Connection,
-    changed: Sequence[str],
-    stored: dict[str, FileIdentity],
-    newly_invalid: dict[str, str],
-    added: Sequence[RecordSummary],
-) -> None:
-    """Drop every row of the ``changed`` names, then insert what was ``stored`` for them."""
-    dropped = [(file_id,) for file_id in _ids_of(db, changed)]
-    for table in _CHILD_TABLES:  # children first: their triggers look up the record's row
-        db.executemany(
-            f"DELETE FROM {table} WHERE file_id = ?",  # noqa: S608 (constant table names)
-            dropped,
-        )
-    db.executemany("DELETE FROM files WHERE id = ?", dropped)
-    # Ids are assigned here, under the write lock, so child rows can refer to them.
-    (next_id,) = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM files").fetchone()
-    ids = {name: next_id + i for i, name in enumerate(stored)}
-    db.executemany(
-        _INSERT,
-        [
-            (ids[n], n, *stored[n], reason, *[None] * len(_SCALARS), None)
-            for n, reason in newly_invalid.items()
-        ],
-    )
-    db.executemany(
-        _INSERT,
-        [(ids[a.file], a.file, *stored[a.file], None, *a[1:-3], _nested_json(a)) for a in added],
-    )
-    db.executemany(
-        "INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(ids[a.file], *m) for a in added for m in a.models],
-    )
-    db.executemany(
-        "INSERT INTO stages VALUES (?, ?, ?, ?)",
-        [(ids[a.file], *x) for a in added for x in a.stage_durations],
-    )
-    db.executemany(
-        "INSERT INTO errors VALUES (?, ?)",
-        [(ids[a.file], e) for a in added for e in a.error_types],
-    )
-
-
-@contextlib.contextmanager
-def _bulk_load(db: sqlite3.Connection) -> Iterator[None]:
-    """Inside a write transaction: stop the row-by-row upkeep of rollups and read indexes
-    while the body writes, then rebuild both from the rows in one pass each."""
-    for statement in (
-        *(f"DROP INDEX IF EXISTS {name}" for name in _READ_INDEXES),
-        *(s for rollup in ROLLUPS for s in rollup.drop_triggers),
-    ):
-        db.execute(statement)
-    yield
-    _rebuild_rollups(db)
-    for statement in _CREATE_READ_INDEXES:
-        db.execute(statement)
 
 
 def _signed(inode: int) -> int:
     """An inode number as SQLite can store it: unsigned 64-bit numbers past 2**63 wrap."""
     return inode - 2**64 if inode >= 2**63 else inode
-
-
-def _meta(db: sqlite3.Connection, key: str) -> str | None:
-    row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-    return None if row is None else str(row[0])
-
-
-def _set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
-    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
-
-
-def _count_write(db: sqlite3.Connection) -> None:
-    """Note that the indexed rows changed (what a heal is judged against)."""
-    _set_meta(db, "writes", str(int(_meta(db, "writes") or 0) + 1))
-
-
-def _heal_rollups(db: sqlite3.Connection) -> None:
-    """Recount the rollups if some group overflowed, once per state of the rows: while the
-    absurd records are still there, recounting again would only flag the same groups."""
-    writes = _meta(db, "writes") or "0"
-    if _meta(db, "healed_at") == writes:
-        return
-    flagged = any(
-        db.execute(f"SELECT 1 FROM {r.table} WHERE overflowed LIMIT 1").fetchone()  # noqa: S608
-        for r in ROLLUPS
-    )
-    if flagged:
-        _rebuild_rollups(db)
-        _set_meta(db, "healed_at", writes)
-
-
-def _rebuild_rollups(db: sqlite3.Connection) -> None:
-    """Recompute every rollup from the rows and restore its triggers (inside a transaction)."""
-    for rollup in ROLLUPS:
-        for statement in (*rollup.rebuild, *rollup.schema):
-            db.execute(statement)
-
-
-class Snapshot:
-    """Queries inside one read transaction of the index (see :meth:`ArchiveIndex.snapshot`)."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def select(
-        self, sql: str, params: Sequence[object] = (), where: RecordFilter | None = None
-    ) -> list[tuple[Any, ...]]:
-        """As :meth:`ArchiveIndex.select`."""
-        return _query(self._db, sql, params, where)
-
-
-def _query(
-    db: sqlite3.Connection, sql: str, params: Sequence[object], where: RecordFilter | None
-) -> list[tuple[Any, ...]]:
-    """``sql`` with ``{where}`` replaced by the filter's condition, its parameters last."""
-    condition, extra = (where or RecordFilter()).sql()
-    try:
-        return db.execute(sql.replace("{where}", condition), (*params, *extra)).fetchall()
-    except sqlite3.OperationalError as exc:
-        if str(exc) == "integer overflow":
-            raise SumOverflowError from exc
-        raise
-
-
-class SumOverflowError(UserError):
-    """A sum over the archive left SQLite's 64-bit integers: absurd counts in some records."""
-
-    def __init__(self, operations: Iterable[str] = ()) -> None:
-        names = sorted(set(operations))
-        runs = f"the {', '.join(names)} runs" if names else "the selected runs"
-        super().__init__(
-            f"the item or token counts of {runs} added up to more than 2**63, so their totals "
-            "are not exact: some records hold absurd counts (each near 2**53, about 9.0e15); "
-            "once they are gone, `batch-metrics trends --rescan` recounts"
-        )
 
 
 def default_index_path(archive: Path, *, purpose: str = "") -> Path | None:
@@ -534,16 +160,16 @@ class ArchiveIndex:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        if _meta(db, "format") != _FORMAT:
+        if meta(db, "format") != FORMAT:
             # a new file, or one of an older layout: (re)create the tables
             db.execute("BEGIN IMMEDIATE")
-            if _meta(db, "format") != _FORMAT:  # nobody else did it meanwhile
-                for table in ("files", *_CHILD_TABLES, *(r.table for r in ROLLUPS)):
+            if meta(db, "format") != FORMAT:  # nobody else did it meanwhile
+                for table in ("files", *CHILD_TABLES, *(r.table for r in ROLLUPS)):
                     db.execute(f"DROP TABLE IF EXISTS {table}")
                 db.execute("DELETE FROM meta")  # including what the last refresh saw
-                _set_meta(db, "format", _FORMAT)
+                set_meta(db, "format", FORMAT)
             db.execute("COMMIT")
-        db.executescript(_ALL_SCHEMA)
+        db.executescript(ALL_SCHEMA)
         db.execute("SELECT count(*) FROM files").fetchone()  # fails early on a corrupt file
         return db
 
@@ -574,7 +200,7 @@ class ArchiveIndex:
             except FileNotFoundError:
                 dir_mtime = -1
             if self._dir_mtime_ns is None:  # what the index last saw, maybe in another process
-                seen = _meta(self._db, "dir_mtime_ns")
+                seen = meta(self._db, "dir_mtime_ns")
                 self._dir_mtime_ns = int(seen) if seen is not None else None
             if not full and dir_mtime == self._dir_mtime_ns:
                 return RefreshResult(invalid=dict(self._invalid_cache()))
@@ -675,13 +301,13 @@ class ArchiveIndex:
             # Everything about these names goes, also rows another process indexed meanwhile.
             changed = [*gone, *vanished, *stored]
             bulk = len(changed) >= _BULK_CHANGES and len(changed) * 8 >= len(known) + len(stored)
-            with _bulk_load(db) if bulk else contextlib.nullcontext():
-                _write_rows(db, changed, stored, newly_invalid, added)
+            with bulk_load(db) if bulk else contextlib.nullcontext():
+                write_rows(db, changed, stored, newly_invalid, added)
             if changed:
-                _count_write(db)
+                count_write(db)
             if heal and not bulk:
-                _heal_rollups(db)
-            _set_meta(db, "dir_mtime_ns", str(dir_mtime))
+                heal_rollups(db)
+            set_meta(db, "dir_mtime_ns", str(dir_mtime))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -721,9 +347,9 @@ class ArchiveIndex:
             ).fetchone()
             if identity is None or tuple(identity) != known.get(name):
                 reset = True
-            row = self._db.execute(_SELECT_ONE, (name,)).fetchone()
+            row = self._db.execute(SELECT_ONE, (name,)).fetchone()
             if row is not None:
-                found.append(_from_row(row))
+                found.append(from_row(row))
         return found, reset
 
     def _invalid_cache(self) -> dict[str, str]:
@@ -747,7 +373,7 @@ class ArchiveIndex:
         that would be slow over a hundred thousand summaries in Python.
         """
         with self._lock:
-            return _query(self._db, sql, params, where)
+            return query(self._db, sql, params, where)
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[Snapshot]:
@@ -783,10 +409,10 @@ class ArchiveIndex:
             recent=recent,
         )
         rows = self.select(
-            _SELECT_MANY + "{where} ORDER BY f.timestamp, f.name",
+            SELECT_MANY + "{where} ORDER BY f.timestamp, f.name",
             where=where,
         )
-        return [_from_row(r) for r in rows]
+        return [from_row(r) for r in rows]
 
     def __len__(self) -> int:
         with self._lock:

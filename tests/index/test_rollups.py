@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.index import store as index_module
+from exporter.index import writes as index_writes
 from exporter.index.rollups import ROLLUPS, Rollup
 from exporter.index.store import ArchiveIndex, RecordFilter, SumOverflowError
 from exporter.reports.trends import compute_trends
@@ -235,13 +235,13 @@ def test_the_report_from_totals_equals_the_report_aggregated_over_every_record(
 def rebuilds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """One entry per recomputation of the rollups from the rows."""
     counted: list[int] = []
-    rebuild = index_module._rebuild_rollups
+    rebuild = index_writes.rebuild_rollups
 
     def counting(db: Any) -> None:
         counted.append(1)
         rebuild(db)
 
-    monkeypatch.setattr(index_module, "_rebuild_rollups", counting)
+    monkeypatch.setattr(index_writes, "rebuild_rollups", counting)
     return counted
 
 

@@ -1,0 +1,121 @@
+"""The index's tables, its format tag, and how a summary is stored in a row and read back.
+
+Internal to :mod:`exporter.index`; the tables are described in :mod:`exporter.index.store`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any, Final
+
+from exporter.index.rollups import ROLLUPS
+from exporter.index.summary import ModelTokens, RecordSummary, StageSummary
+
+FORMAT_VERSION: Final = 6  # bump when RecordSummary or what is stored of a record changes
+
+# The scalar fields of RecordSummary, stored as columns, in field order (between ``file`` and
+# the three nested tuples, which are stored together as one JSON column).
+SCALARS: Final = RecordSummary._fields[1:-3]
+
+_REAL: Final = frozenset({"timestamp", "duration_seconds", "estimated_cost", "parallel_efficiency"})
+_TEXT: Final = frozenset({"batch_id", "operation", "run_id", "source", "status", "cost_source"})
+
+
+def _column_type(column: str) -> str:
+    return "REAL" if column in _REAL else "TEXT" if column in _TEXT else "INTEGER"
+
+
+SCHEMA: Final = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    invalid_reason TEXT,
+    {", ".join(f"{c} {_column_type(c)}" for c in SCALARS)},
+    nested TEXT
+);
+CREATE TABLE IF NOT EXISTS models (
+    file_id INTEGER NOT NULL, model TEXT NOT NULL, input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL, cache_read_tokens INTEGER NOT NULL, cost_usd REAL,
+    cost_source TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS models_by_file ON models (file_id);
+CREATE TABLE IF NOT EXISTS stages (
+    file_id INTEGER NOT NULL, stage INTEGER, duration_seconds REAL, items INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS stages_by_file ON stages (file_id);
+CREATE TABLE IF NOT EXISTS errors (file_id INTEGER NOT NULL, error_type TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS errors_by_file ON errors (file_id);
+"""
+# Indexes only queries use (writes find rows by name and file_id): a bulk load drops them and
+# builds them again from the loaded rows, which is faster than growing them row by row.
+READ_INDEXES: Final = {
+    "files_by_time": "files (timestamp)",
+    # ordered per operation, for what the rollups cannot give: extremes, quantiles, batches
+    "files_by_operation_duration": "files (operation, duration_seconds) "
+    "WHERE invalid_reason IS NULL",
+    "files_by_operation_time": "files (operation, timestamp) WHERE invalid_reason IS NULL",
+    "files_by_operation_batch": "files (operation, batch_id) WHERE invalid_reason IS NULL",
+}
+CREATE_READ_INDEXES: Final = [
+    f"CREATE INDEX IF NOT EXISTS {name} ON {what}" for name, what in READ_INDEXES.items()
+]
+ALL_SCHEMA: Final = SCHEMA + "".join(
+    f"{statement};\n"
+    for statement in (*CREATE_READ_INDEXES, *(s for r in ROLLUPS for s in r.schema))
+)
+# What an index file must have been made with to be reused: the version above, and the exact
+# schema (tables, triggers, indexes), so a changed measure or trigger never meets old totals.
+FORMAT: Final = f"{FORMAT_VERSION}-{hashlib.sha256(ALL_SCHEMA.encode()).hexdigest()[:16]}"
+CHILD_TABLES: Final = ("models", "stages", "errors")
+
+
+# Statements are built once from the constant column list above; values always go through "?".
+COLUMNS: Final = ", ".join(SCALARS)
+SELECT_ONE: Final = (
+    f"SELECT name, {COLUMNS}, nested FROM files "  # noqa: S608
+    "WHERE name=? AND invalid_reason IS NULL"
+)
+SELECT_MANY: Final = f"SELECT name, {COLUMNS}, nested FROM files f WHERE "  # noqa: S608
+_PLACEHOLDERS: Final = ", ".join("?" * (len(SCALARS) + 7))
+INSERT: Final = (
+    "INSERT INTO files (id, name, size, mtime_ns, inode, invalid_reason, "  # noqa: S608
+    f"{COLUMNS}, nested) VALUES ({_PLACEHOLDERS})"
+)
+
+
+def nested_json(s: RecordSummary) -> str | None:
+    if not (s.models or s.stage_durations or s.error_types):
+        return None
+    return json.dumps([s.models, s.stage_durations, s.error_types], separators=(",", ":"))
+
+
+def from_row(row: Sequence[Any]) -> RecordSummary:
+    """``row`` is (name, *scalars, nested) as the SELECT statements above return it."""
+    nested = row[-1]
+    if nested is None:
+        return RecordSummary._make((*row[:-1], (), (), ()))
+    models, stages, errors = json.loads(nested)
+    return RecordSummary._make(
+        (
+            *row[:-1],
+            tuple(ModelTokens._make(m) for m in models),
+            tuple(StageSummary._make(st) for st in stages),
+            tuple(errors),
+        )
+    )
+
+
+def meta(db: sqlite3.Connection, key: str) -> str | None:
+    row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
+    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))

@@ -1,0 +1,168 @@
+"""What the index keeps of a record, which records a query covers, what a refresh changed.
+
+:class:`RecordSummary` is the flat projection of a record that reports and the Prometheus
+exporter read; :func:`summarize` makes one from a validated record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from exporter.archive.model import BatchRecord
+
+__all__ = [
+    "ModelTokens",
+    "RecordFilter",
+    "RecordSummary",
+    "RefreshResult",
+    "StageSummary",
+    "summarize",
+]
+
+
+class ModelTokens(NamedTuple):
+    """Tokens and cost of one model in one record."""
+
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cost_usd: float | None
+    cost_source: str
+
+
+class StageSummary(NamedTuple):
+    stage: int | None  # None: the seed's analyze-batch.py writes null for PRPs without a stage
+    duration_seconds: float | None
+    items: int
+
+
+class RecordSummary(NamedTuple):
+    """What reports and exporters read of one record; ``timestamp`` is epoch seconds (start).
+
+    A named tuple: reports build a hundred thousand of these, and tuples are the cheapest
+    immutable records Python has.
+    """
+
+    file: str
+    batch_id: str
+    operation: str
+    timestamp: float
+    duration_seconds: float | None = None
+    run_id: str | None = None
+    source: str | None = None
+    status: str | None = None
+    total_items: int | None = None
+    success_count: int | None = None
+    failure_count: int | None = None
+    partial_count: int | None = None
+    stages: int | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    estimated_cost: float | None = None
+    cost_source: str | None = None
+    parallel_efficiency: float | None = None
+    models: tuple[ModelTokens, ...] = ()
+    stage_durations: tuple[StageSummary, ...] = ()
+    error_types: tuple[str, ...] = ()
+
+    @property
+    def end_timestamp(self) -> float:
+        """Completion time in epoch seconds (the start when the duration is unknown)."""
+        return self.timestamp + (self.duration_seconds or 0.0)
+
+
+def summarize(record: BatchRecord, file: str) -> RecordSummary:
+    """Project a validated record onto the fields the index keeps."""
+    m = record.metrics
+    usage = m.token_usage
+    opt = record.optimization_metrics
+    return RecordSummary(
+        file=file,
+        batch_id=record.batch_id,
+        operation=record.operation,
+        timestamp=record.timestamp.timestamp(),
+        duration_seconds=record.duration_seconds,
+        run_id=record.run_id,
+        source=record.source,
+        status=record.status,
+        total_items=m.total_items,
+        success_count=m.success_count,
+        failure_count=m.failure_count,
+        partial_count=m.partial_count,
+        stages=m.stages,
+        input_tokens=usage.input_tokens if usage else None,
+        output_tokens=usage.output_tokens if usage else None,
+        total_tokens=usage.total_tokens if usage else None,
+        estimated_cost=usage.estimated_cost if usage else None,
+        cost_source=usage.cost_source if usage else None,
+        parallel_efficiency=opt.parallel_efficiency if opt else None,
+        models=tuple(
+            ModelTokens(
+                u.model,
+                u.input_tokens,
+                u.output_tokens,
+                u.cache_read_tokens,
+                u.cost_usd,
+                u.cost_source,
+            )
+            for u in (usage.by_model or ())
+        )
+        if usage
+        else (),
+        stage_durations=tuple(
+            StageSummary(s.stage, s.duration_seconds, len(s.items))
+            for s in (m.stage_durations or ())
+        ),
+        error_types=tuple(e.error_type or "unknown" for e in (m.errors or ())),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFilter:
+    """Which valid records a query covers: one operation, a start time, the N most recent."""
+
+    operation: str | None = None
+    since: float | None = None  # epoch seconds; records that started at or after it
+    recent: int | None = None  # the N most recent by start timestamp (not by file name)
+
+    def sql(self) -> tuple[str, list[object]]:
+        """A condition on table ``files`` aliased ``f``, and its parameters."""
+        clauses = ["f.invalid_reason IS NULL"]
+        params: list[object] = []
+        if self.operation is not None:
+            clauses.append("f.operation = ?")
+            params.append(self.operation)
+        if self.since is not None:
+            clauses.append("f.timestamp >= ?")
+            params.append(self.since)
+        if self.recent is not None:
+            inner = " AND ".join(c.replace("f.", "g.") for c in clauses)
+            clauses.append(
+                "f.name IN (SELECT g.name FROM files g WHERE "  # noqa: S608 (constant SQL)
+                f"{inner} ORDER BY g.timestamp DESC, g.name DESC LIMIT ?)"
+            )
+            params = [*params, *params, max(self.recent, 0)]
+        return " AND ".join(clauses), params
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshResult:
+    """What one refresh changed; ``removed`` holds the summaries that were dropped or replaced."""
+
+    added: tuple[RecordSummary, ...] = ()
+    removed: tuple[RecordSummary, ...] = ()
+    invalid: dict[str, str] = field(default_factory=dict)  # file name -> reason, all known now
+    newly_invalid: dict[str, str] = field(default_factory=dict)
+    # Another process changed rows this instance had reported: consumers that apply the
+    # deltas (added/removed) must rebuild from summaries() instead.
+    reset: bool = False
+    scanned_files: int = 0
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed or self.newly_invalid or self.reset)
