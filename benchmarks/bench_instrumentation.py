@@ -37,7 +37,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from instrumentation import batch, item, record_tokens, semconv, traced_stage
+from instrumentation import batch, contract, item, record_tokens, semconv, traced_stage
 
 OPERATION: semconv.Operation = "execute"
 MODEL = "claude-sonnet-4-5"
@@ -78,17 +78,17 @@ class Hand:
         self.tracer = tracer_provider.get_tracer("hand-written")
         meter = meter_provider.get_meter("hand-written")
         self.stage_duration = meter.create_histogram(
-            semconv.INSTR_STAGE_DURATION,
-            unit=semconv.UNIT_SECONDS,
+            contract.STAGE_DURATION.otel_name,
+            unit="s",
             explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS),
         )
-        self.items = meter.create_counter(semconv.INSTR_ITEMS, unit=semconv.UNIT_ITEMS)
+        self.items = meter.create_counter(contract.ITEMS.otel_name, unit="{item}")
         self.items_running = meter.create_up_down_counter(
-            semconv.INSTR_RUNNING_ITEMS, unit=semconv.UNIT_ITEMS
+            contract.ITEMS_RUNNING.otel_name, unit="{item}"
         )
-        self.tokens = meter.create_counter(semconv.INSTR_TOKENS, unit=semconv.UNIT_TOKENS)
+        self.tokens = meter.create_counter(contract.TOKENS.otel_name, unit="{token}")
         self.operations_running = meter.create_up_down_counter(
-            semconv.INSTR_RUNNING_OPERATIONS, unit=semconv.UNIT_OPERATIONS
+            contract.OPERATIONS_RUNNING.otel_name, unit="{operation}"
         )
 
     @contextmanager

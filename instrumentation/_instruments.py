@@ -8,12 +8,41 @@ import weakref
 from typing import Final
 
 from opentelemetry import metrics
-from opentelemetry.metrics import Meter, MeterProvider, NoOpMeter
+from opentelemetry.metrics import (
+    Counter,
+    Histogram,
+    Meter,
+    MeterProvider,
+    NoOpMeter,
+    UpDownCounter,
+    _Gauge,
+)
 
-from instrumentation import semconv
+from instrumentation import contract, semconv
 from instrumentation._guard import report_internal_error
 
 _KIND: Final = "metrics"
+
+
+def _histogram(meter: Meter, spec: contract.MetricSpec) -> Histogram:
+    return meter.create_histogram(
+        spec.otel_name,
+        unit=spec.unit,
+        description=spec.help,
+        explicit_bucket_boundaries_advisory=semconv.DURATION_BUCKETS,
+    )
+
+
+def _counter(meter: Meter, spec: contract.MetricSpec) -> Counter:
+    return meter.create_counter(spec.otel_name, unit=spec.unit, description=spec.help)
+
+
+def _gauge(meter: Meter, spec: contract.MetricSpec) -> _Gauge:
+    return meter.create_gauge(spec.otel_name, unit=spec.unit, description=spec.help)
+
+
+def _up_down_counter(meter: Meter, spec: contract.MetricSpec) -> UpDownCounter:
+    return meter.create_up_down_counter(spec.otel_name, unit=spec.unit, description=spec.help)
 
 
 class Instruments:
@@ -38,67 +67,17 @@ class Instruments:
     )
 
     def __init__(self, meter: Meter) -> None:
-        buckets = semconv.DURATION_BUCKETS
-        self.operation_duration = meter.create_histogram(
-            semconv.INSTR_OPERATION_DURATION,
-            unit=semconv.UNIT_SECONDS,
-            description="Wall time of one batch operation run.",
-            explicit_bucket_boundaries_advisory=buckets,
-        )
-        self.stage_duration = meter.create_histogram(
-            semconv.INSTR_STAGE_DURATION,
-            unit=semconv.UNIT_SECONDS,
-            description="Wall time of one stage of a batch operation.",
-            explicit_bucket_boundaries_advisory=buckets,
-        )
-        self.operations = meter.create_counter(
-            semconv.INSTR_OPERATIONS,
-            unit=semconv.UNIT_OPERATIONS,
-            description="Batch operation runs finished, by outcome.",
-        )
-        self.items = meter.create_counter(
-            semconv.INSTR_ITEMS,
-            unit=semconv.UNIT_ITEMS,
-            description="Work items finished, by outcome.",
-        )
-        self.item_work = meter.create_counter(
-            semconv.INSTR_ITEM_WORK,
-            unit=semconv.UNIT_SECONDS,
-            description=(
-                "Seconds of item work, summed over items "
-                "(over the runs' wall time: parallel efficiency)."
-            ),
-        )
-        self.tokens = meter.create_counter(
-            semconv.INSTR_TOKENS,
-            unit=semconv.UNIT_TOKENS,
-            description="LLM tokens used, by type (input, output, cache_read) and model.",
-        )
-        self.errors = meter.create_counter(
-            semconv.INSTR_ERRORS,
-            unit=semconv.UNIT_ERRORS,
-            description="Errors of items, stages and operation runs, by error type.",
-        )
-        self.last_completion = meter.create_gauge(
-            semconv.INSTR_LAST_COMPLETION,
-            unit=semconv.UNIT_SECONDS,
-            description="Unix time at which an operation run last finished, by outcome.",
-        )
-        self.last_success = meter.create_gauge(
-            semconv.INSTR_LAST_SUCCESS,
-            unit=semconv.UNIT_SECONDS,
-            description="Unix time at which an operation run last finished successfully.",
-        )
-        self.operations_running = meter.create_up_down_counter(
-            semconv.INSTR_RUNNING_OPERATIONS,
-            unit=semconv.UNIT_OPERATIONS,
-            description="Batch operation runs in progress.",
-        )
-        self.items_running = meter.create_up_down_counter(
-            semconv.INSTR_RUNNING_ITEMS,
-            unit=semconv.UNIT_ITEMS,
-            description="Work items in progress.",
-        )
+        self.operation_duration = _histogram(meter, contract.DURATION)
+        self.stage_duration = _histogram(meter, contract.STAGE_DURATION)
+        self.operations = _counter(meter, contract.OPERATIONS)
+        self.items = _counter(meter, contract.ITEMS)
+        self.item_work = _counter(meter, contract.ITEM_WORK)
+        self.tokens = _counter(meter, contract.TOKENS)
+        self.errors = _counter(meter, contract.ERRORS)
+        self.last_completion = _gauge(meter, contract.LAST_COMPLETION)
+        self.last_success = _gauge(meter, contract.LAST_SUCCESS)
+        self.operations_running = _up_down_counter(meter, contract.OPERATIONS_RUNNING)
+        self.items_running = _up_down_counter(meter, contract.ITEMS_RUNNING)
 
     def record_operation_start(self, operation: str) -> None:
         """One more run of ``operation`` in progress."""

@@ -1,9 +1,7 @@
-"""Names shared by the instrumentation and the exporter: spans, attributes, instruments, units.
+"""Names shared by the instrumentation and the exporter: spans, attributes, labels, buckets.
 
-Instrument names are dotted and unit-free with UCUM units, as OpenTelemetry recommends; the
-Prometheus exporter derives the contract names from them (``batch.operation.duration`` with
-unit ``s`` becomes ``batch_operation_duration_seconds``; a counter gains ``_total``; a unit in
-curly braces is an annotation and adds no suffix).
+The metrics themselves (instrument names, units, help, labels) are declared once in
+:mod:`instrumentation.contract`.
 """
 
 from __future__ import annotations
@@ -74,23 +72,6 @@ MAX_ID_LENGTH: Final = 128  # characters kept of an item id on a span
 METER_NAME: Final = "batch_metrics"
 TRACER_NAME: Final = "batch_metrics"
 
-INSTR_OPERATION_DURATION: Final = "batch.operation.duration"  # histogram, s
-INSTR_OPERATIONS: Final = "batch.operations"  # counter, {operation}
-INSTR_ITEMS: Final = "batch.items"  # counter, {item}
-INSTR_STAGE_DURATION: Final = "batch.stage.duration"  # histogram, s
-# Seconds of item work, summed over items (every attempt): over the operation's wall time, the
-# parallel efficiency (1.0 = no speed-up from running items in parallel).
-INSTR_ITEM_WORK: Final = "batch.item.work"  # counter, s
-INSTR_TOKENS: Final = "batch.tokens"  # counter, {token}
-INSTR_COST: Final = "batch.cost.usd"  # counter, {USD}
-INSTR_ERRORS: Final = "batch.errors"  # counter, {error}
-INSTR_LAST_COMPLETION: Final = "batch.last_completion_timestamp"  # gauge, s
-INSTR_LAST_SUCCESS: Final = "batch.last_success_timestamp"  # gauge, s
-INSTR_RUNNING_OPERATIONS: Final = "batch.operations.running"  # up-down counter, {operation}
-INSTR_RUNNING_ITEMS: Final = "batch.items.running"  # up-down counter, {item}
-
-UNIT_SECONDS: Final = "s"
-
 # Metric attribute keys (Prometheus labels); every one has a bounded set of values.
 LABEL_OPERATION: Final = "operation"
 LABEL_OUTCOME: Final = "outcome"
@@ -125,13 +106,6 @@ DURATION_BUCKETS: Final[tuple[float, ...]] = (
 KIND_BATCH: Final = "batch"
 KIND_STAGE: Final = "stage"
 KIND_ITEM: Final = "item"
-
-# Units of the counters: a UCUM annotation in curly braces names what is counted and adds no
-# suffix to the Prometheus name (``batch.operations`` -> ``batch_operations_total``).
-UNIT_OPERATIONS: Final = "{operation}"
-UNIT_ITEMS: Final = "{item}"
-UNIT_TOKENS: Final = "{token}"
-UNIT_ERRORS: Final = "{error}"
 
 # error_type label of a failure that names no error type (the OTel error.type fallback value).
 ERROR_TYPE_OTHER: Final = "_OTHER"

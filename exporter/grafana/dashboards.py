@@ -13,6 +13,7 @@ from typing import Any, Final
 from exporter.grafana.panels import DATASOURCE, FULL_WIDTH, Layout, Panel, Query, Threshold
 from exporter.prometheus import promql, series
 from exporter.signals.thresholds import Bottleneck, Thresholds, Trigger
+from instrumentation import contract
 
 __all__ = [
     "DASHBOARD_TAG",
@@ -49,9 +50,9 @@ _ERRORS: Final = _counter(series.ERRORS)
 _LAST_COMPLETION: Final = series.LAST_COMPLETION.name
 _LAST_SUCCESS: Final = series.LAST_SUCCESS.name
 # Live gauges: heartbeat files (exporter/prometheus/live.py) and instrumented orchestrators
-# (exporter/prometheus/inprocess.py, from semconv.INSTR_RUNNING_OPERATIONS).
-_TASKS_RUNNING: Final = "batch_tasks_running"
-_OPERATIONS_RUNNING: Final = "batch_operations_running"
+# (exporter/prometheus/inprocess.py, from contract.OPERATIONS_RUNNING).
+_TASKS_RUNNING: Final = contract.TASKS_RUNNING.prometheus_name
+_OPERATIONS_RUNNING: Final = contract.OPERATIONS_RUNNING.prometheus_name
 
 _SELECTED: Final = 'operation=~"$operation"'
 

@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 from exporter.index.store import ArchiveIndex, RecordSummary, RefreshResult
 from exporter.prometheus.aggregates import Aggregates
 from exporter.prometheus.series import Contribution, contributions
+from instrumentation import contract
 
 __all__ = ["ArchiveCollector", "ScanStatus"]
 
@@ -163,27 +164,27 @@ class ArchiveCollector(Collector):
 
 def _self_metrics(status: ScanStatus, scan_errors: int) -> Iterator[Metric]:
     yield GaugeMetricFamily(
-        "batch_metrics_exporter_records",
-        "Valid archive records the exporter's figures are derived from.",
+        contract.EXPORTER_RECORDS.prometheus_base,
+        contract.EXPORTER_RECORDS.help,
         value=status.records,
     )
     yield GaugeMetricFamily(
-        "batch_metrics_exporter_invalid_records",
-        "Files in the archive that are not valid records (skipped; see the log).",
+        contract.EXPORTER_INVALID_RECORDS.prometheus_base,
+        contract.EXPORTER_INVALID_RECORDS.help,
         value=status.invalid,
     )
     yield GaugeMetricFamily(
-        "batch_metrics_exporter_last_scan_duration_seconds",
-        "Time the last look at the archive took.",
+        contract.EXPORTER_LAST_SCAN_DURATION.prometheus_base,
+        contract.EXPORTER_LAST_SCAN_DURATION.help,
         value=status.seconds,
     )
     yield GaugeMetricFamily(
-        "batch_metrics_exporter_last_scan_timestamp_seconds",
-        "Unix time of the last look at the archive.",
+        contract.EXPORTER_LAST_SCAN_TIMESTAMP.prometheus_base,
+        contract.EXPORTER_LAST_SCAN_TIMESTAMP.help,
         value=status.finished_at,
     )
     yield CounterMetricFamily(
-        "batch_metrics_exporter_scan_errors",
-        "Looks at the archive that failed (the last good figures were served).",
+        contract.EXPORTER_SCAN_ERRORS.prometheus_base,
+        contract.EXPORTER_SCAN_ERRORS.help,
         value=scan_errors,
     )

@@ -31,8 +31,8 @@ from typing import Any, Final
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from exporter.prometheus.promql import HEARTBEAT_AGE_METRIC
 from exporter.util.paths import DEFAULT_ORCHESTRATION
+from instrumentation import contract
 
 __all__ = [
     "DEFAULT_ORCHESTRATION_DIR",
@@ -132,19 +132,19 @@ class HeartbeatCollector(Collector):
         tasks = scan_running_tasks(self.orchestration)
         now = self._clock()
         running = GaugeMetricFamily(
-            "batch_tasks_running",
-            "Tasks of a batch whose heartbeat says they are running.",
-            labels=["batch_id"],
+            contract.TASKS_RUNNING.prometheus_base,
+            contract.TASKS_RUNNING.help,
+            labels=list(contract.TASKS_RUNNING.labels),
         )
         age = GaugeMetricFamily(
-            HEARTBEAT_AGE_METRIC,
-            "Seconds since a running task's last heartbeat.",
-            labels=["batch_id", "task"],
+            contract.TASK_HEARTBEAT_AGE.prometheus_base,
+            contract.TASK_HEARTBEAT_AGE.help,
+            labels=list(contract.TASK_PROGRESS.labels),
         )
         progress = GaugeMetricFamily(
-            "batch_task_progress",
-            "Progress a running task reported in its heartbeat, as written.",
-            labels=["batch_id", "task"],
+            contract.TASK_PROGRESS.prometheus_base,
+            contract.TASK_PROGRESS.help,
+            labels=list(contract.TASK_PROGRESS.labels),
         )
         per_batch: dict[str, int] = {}
         for t in tasks:

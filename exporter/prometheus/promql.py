@@ -1,9 +1,9 @@
 """The PromQL for each bottleneck signal, in one place.
 
 ``trends`` computes the same signals from the archive (:mod:`exporter.reports.stats`); the
-generated Prometheus
-recording and alerting rules and the provisioned Grafana alert rules all take their expressions
-from here, with thresholds from exporter/data/thresholds.yaml, so the three always agree.
+generated Prometheus recording and alerting rules and the provisioned Grafana alert rules
+all take their expressions from here, with thresholds from exporter/data/thresholds.yaml, so
+the three always agree.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Final
 
 from exporter.signals.thresholds import Bottleneck, Thresholds, Trigger
+from instrumentation import contract
 
 __all__ = [
     "HEARTBEAT_AGE_METRIC",
@@ -26,7 +27,10 @@ __all__ = [
     "tokens_per_run",
 ]
 
-HEARTBEAT_AGE_METRIC: Final = "batch_task_heartbeat_age_seconds"
+HEARTBEAT_AGE_METRIC: Final = contract.TASK_HEARTBEAT_AGE.prometheus_name
+_DURATION_SUM: Final = contract.DURATION.series("_sum")
+_DURATION_COUNT: Final = contract.DURATION.series("_count")
+_ITEMS: Final = contract.ITEMS.prometheus_name
 
 
 def _sum_by_operation(expr: str) -> str:
@@ -41,15 +45,15 @@ def _over(metric: str, window: str | None) -> str:
 def mean_duration(window: str | None) -> str:
     """Mean operation duration per operation: duration sum over operation count."""
     return (
-        f"{_sum_by_operation(_over('batch_operation_duration_seconds_sum', window))}"
-        f" / {_sum_by_operation(_over('batch_operation_duration_seconds_count', window))}"
+        f"{_sum_by_operation(_over(_DURATION_SUM, window))}"
+        f" / {_sum_by_operation(_over(_DURATION_COUNT, window))}"
     )
 
 
 def success_rate(window: str | None) -> str:
     """Item success rate per operation: successful items over all items."""
-    successful = _over('batch_items_total{outcome="success"}', window)
-    every = _over("batch_items_total", window)
+    successful = _over(f'{_ITEMS}{{outcome="success"}}', window)
+    every = _over(_ITEMS, window)
     return f"{_sum_by_operation(successful)} / {_sum_by_operation(every)}"
 
 
@@ -57,27 +61,26 @@ def parallel_efficiency(window: str | None) -> str:
     """Parallel efficiency per operation: item seconds over wall seconds (1.0 = no speed-up).
 
     The time-weighted figure ``trends`` reports as ``overall_efficiency``
-    (:mod:`exporter.reports.stats`). A
-    signal to watch, not a bottleneck: no threshold, no alert.
+    (:mod:`exporter.reports.stats`). A signal to watch, not a bottleneck: no threshold, no alert.
     """
-    work = _over("batch_item_work_seconds_total", window)
-    wall = _over("batch_operation_duration_seconds_sum", window)
+    work = _over(contract.ITEM_WORK.prometheus_name, window)
+    wall = _over(_DURATION_SUM, window)
     return f"{_sum_by_operation(work)} / {_sum_by_operation(wall)}"
 
 
 def _per_run(expr: str, window: str | None) -> str:
-    runs = _sum_by_operation(_over("batch_operations_total", window))
+    runs = _sum_by_operation(_over(contract.OPERATIONS.prometheus_name, window))
     return f"{_sum_by_operation(_over(expr, window))} / {runs}"
 
 
 def tokens_per_run(window: str | None) -> str:
     """Mean input + output tokens per operation run (decision-framework trigger)."""
-    return _per_run('batch_tokens_total{type=~"input|output"}', window)
+    return _per_run(f'{contract.TOKENS.prometheus_name}{{type=~"input|output"}}', window)
 
 
 def cost_usd_per_run(window: str | None) -> str:
     """Mean priced cost in USD per operation run (decision-framework trigger)."""
-    return _per_run("batch_cost_usd_total", window)
+    return _per_run(contract.COST.prometheus_name, window)
 
 
 SIGNALS: Final[dict[str, Callable[[str | None], str]]] = {

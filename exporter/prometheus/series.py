@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from exporter.index.store import RecordSummary
+from instrumentation import contract
 from instrumentation import semconv as sc
 
 __all__ = [
@@ -61,7 +62,7 @@ __all__ = [
 
 Kind = Literal["counter", "histogram", "gauge"]
 LabelValues = tuple[str, ...]
-UNKNOWN: Final = "unknown"
+UNKNOWN: Final = contract.UNKNOWN
 # Sums of seconds and dollars are kept as integer nanos: exact, so that adding and removing
 # records in any order, or rebuilding after a restart, gives bit-identical counters.
 NANO: Final = 1_000_000_000
@@ -83,72 +84,25 @@ class Family:
     labels: tuple[str, ...]
     scale: int = 1  # stored integer units per exposed unit (NANO for seconds and dollars)
 
+    @classmethod
+    def of(cls, spec: contract.MetricSpec, scale: int = 1) -> Family:
+        """The family of a contract metric, its values kept in integer units of 1/``scale``."""
+        if spec.kind not in ("counter", "histogram", "gauge"):
+            raise ValueError(f"{spec.otel_name} ({spec.kind}) has no archive family")
+        kind: Kind = spec.kind
+        return cls(spec.prometheus_base, kind, spec.help, spec.labels, scale)
 
-_OP: Final = sc.LABEL_OPERATION
-DURATION: Final = Family(
-    "batch_operation_duration_seconds",
-    "histogram",
-    "Wall time of one batch operation run.",
-    (_OP, sc.LABEL_OUTCOME),
-    NANO,
-)
-OPERATIONS: Final = Family(
-    "batch_operations",
-    "counter",
-    "Batch operation runs finished, by outcome.",
-    (_OP, sc.LABEL_OUTCOME),
-)
-ITEMS: Final = Family(
-    "batch_items",
-    "counter",
-    "Work items finished, by outcome (unknown: items of total_items no count accounts for).",
-    (_OP, sc.LABEL_OUTCOME),
-)
-STAGE_DURATION: Final = Family(
-    "batch_stage_duration_seconds",
-    "histogram",
-    "Wall time of one stage of a batch operation.",
-    (_OP, sc.LABEL_STAGE),
-    NANO,
-)
-ITEM_WORK: Final = Family(
-    "batch_item_work_seconds",
-    "counter",
-    "Seconds of item work, summed over items (over the runs' wall time: parallel efficiency).",
-    (_OP,),
-    NANO,
-)
-TOKENS: Final = Family(
-    "batch_tokens",
-    "counter",
-    "LLM tokens used, by type (input, output, cache_read) and model.",
-    (_OP, sc.LABEL_TYPE, sc.LABEL_MODEL),
-)
-COST: Final = Family(
-    "batch_cost_usd",
-    "counter",
-    "Cost in US dollars of priced models (unpriced models are not counted).",
-    (_OP, sc.LABEL_MODEL),
-    NANO,
-)
-ERRORS: Final = Family(
-    "batch_errors",
-    "counter",
-    "Errors of items, stages and operation runs, by error type.",
-    (_OP, sc.LABEL_ERROR_TYPE),
-)
-LAST_COMPLETION: Final = Family(
-    "batch_last_completion_timestamp_seconds",
-    "gauge",
-    "Unix time at which an operation run last finished, by outcome.",
-    (_OP, sc.LABEL_OUTCOME),
-)
-LAST_SUCCESS: Final = Family(
-    "batch_last_success_timestamp_seconds",
-    "gauge",
-    "Unix time at which an operation run last finished successfully.",
-    (_OP,),
-)
+
+DURATION: Final = Family.of(contract.DURATION, NANO)
+OPERATIONS: Final = Family.of(contract.OPERATIONS)
+ITEMS: Final = Family.of(contract.ITEMS)
+STAGE_DURATION: Final = Family.of(contract.STAGE_DURATION, NANO)
+ITEM_WORK: Final = Family.of(contract.ITEM_WORK, NANO)
+TOKENS: Final = Family.of(contract.TOKENS)
+COST: Final = Family.of(contract.COST, NANO)
+ERRORS: Final = Family.of(contract.ERRORS)
+LAST_COMPLETION: Final = Family.of(contract.LAST_COMPLETION)
+LAST_SUCCESS: Final = Family.of(contract.LAST_SUCCESS)
 FAMILIES: Final[tuple[Family, ...]] = (
     DURATION,
     OPERATIONS,

@@ -36,6 +36,7 @@ from exporter.archive.files import DEFAULT_ARCHIVE, ArchiveError
 from exporter.archive.pricing import PricingTable
 from exporter.archive.recovery import recover
 from exporter.sdk.processor import DEFAULT_CHECKPOINT_SECONDS, ArchiveSpanProcessor
+from instrumentation import contract
 from instrumentation import semconv as sc
 
 __all__ = ["DEFAULT_SERVICE_NAME", "ConfigurationError", "Telemetry", "configure"]
@@ -129,7 +130,7 @@ def duration_views() -> list[View]:
     aggregation = ExplicitBucketHistogramAggregation(boundaries=sc.DURATION_BUCKETS)
     return [
         View(instrument_name=name, aggregation=aggregation)
-        for name in (sc.INSTR_OPERATION_DURATION, sc.INSTR_STAGE_DURATION)
+        for name in (contract.DURATION.otel_name, contract.STAGE_DURATION.otel_name)
     ]
 
 

@@ -47,6 +47,7 @@ from exporter.archive.model import BatchRecord, describe_validation_error
 from exporter.archive.pricing import PricingTable, default_pricing
 from exporter.archive.recovery import remove_marker, write_marker
 from exporter.sdk.assemble import AssembleError, assemble
+from instrumentation import contract
 from instrumentation import semconv as sc
 
 __all__ = [
@@ -104,8 +105,9 @@ class ArchiveSpanProcessor(SpanProcessor):
         self._max_open = max_open_batches
         self._max_spans = max_spans_per_batch
         meter = (meter_provider or get_meter_provider()).get_meter(sc.METER_NAME)
+        cost = contract.COST
         self._cost: Counter = meter.create_counter(
-            sc.INSTR_COST, unit="{USD}", description="Cost of batch operations in USD"
+            cost.otel_name, unit=cost.unit, description=cost.help
         )
         self._lock = threading.Lock()
         self._batches: OrderedDict[int, _Batch] = OrderedDict()

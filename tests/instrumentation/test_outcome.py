@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from exporter.archive.model import BatchRecord
 from exporter.sdk.assemble import assemble
-from instrumentation import Batch, batch, item, mark_item, semconv
+from instrumentation import Batch, batch, contract, item, mark_item, semconv
 from instrumentation.semconv import run_outcome
 
 
@@ -67,7 +67,7 @@ class Telemetry:
         for resource in data.resource_metrics:
             for scope in resource.scope_metrics:
                 for metric in scope.metrics:
-                    if metric.name == semconv.INSTR_OPERATIONS:
+                    if metric.name == contract.OPERATIONS.otel_name:
                         assert isinstance(metric.data, Sum)
                         return {
                             str((p.attributes or {})[semconv.LABEL_OUTCOME]): p.value

@@ -16,6 +16,7 @@ from exporter.archive.model import dump_record
 from exporter.sdk import processor as processor_module
 from exporter.sdk.assemble import assemble
 from exporter.sdk.processor import ArchiveSpanProcessor
+from instrumentation import contract
 from instrumentation import semconv as sc
 from tests.support.span_trees import PRICING, SpanTree, three_stage_tree
 
@@ -41,7 +42,7 @@ def _cost_points(reader: InMemoryMetricReader) -> dict[tuple[str, str], float]:
     for rm in data.resource_metrics if data else []:
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
-                if metric.name != sc.INSTR_COST:
+                if metric.name != contract.COST.otel_name:
                     continue
                 assert metric.unit == "{USD}"
                 for point in metric.data.data_points:

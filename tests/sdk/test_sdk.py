@@ -26,6 +26,7 @@ from exporter.sdk.configure import ConfigurationError, Telemetry, configure
 from instrumentation import (
     ContextThreadPoolExecutor,
     batch,
+    contract,
     item,
     record_tokens,
     semconv,
@@ -116,7 +117,7 @@ def test_threads_and_asyncio_land_in_one_record(
         ("in-house", 0.5, "provider"),
     ]
     assert (usage.estimated_cost, usage.cost_source) == (5.0, "mixed")
-    cost = _metrics(reader)[semconv.INSTR_COST]
+    cost = _metrics(reader)[contract.COST.otel_name]
     points = {
         (p.attributes or {}).get(semconv.LABEL_MODEL): p.value
         for p in cost.data.data_points
@@ -131,7 +132,7 @@ def test_duration_histograms_have_the_project_buckets(
     with _open(telemetry), stage(1):
         pass
     metrics = _metrics(reader)
-    for name in (semconv.INSTR_OPERATION_DURATION, semconv.INSTR_STAGE_DURATION):
+    for name in (contract.DURATION.otel_name, contract.STAGE_DURATION.otel_name):
         (point,) = metrics[name].data.data_points
         assert isinstance(point, HistogramDataPoint)
         assert tuple(point.explicit_bounds) == semconv.DURATION_BUCKETS
