@@ -23,7 +23,7 @@ from exporter.reports.prioritize import (
     render_plan,
 )
 from exporter.reports.render import open_index, warn_invalid
-from exporter.reports.trends import parse_since
+from exporter.reports.since import parse_since
 from exporter.util.errors import CommandError
 
 __all__ = ["add_arguments", "run"]

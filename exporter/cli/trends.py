@@ -17,8 +17,10 @@ from typing import Final
 
 from exporter.cli.options import add_archive_option
 from exporter.index.store import RecordFilter
+from exporter.reports.markdown import render_markdown
 from exporter.reports.render import open_index, warn_invalid, write_text_atomic
-from exporter.reports.trends import compute_trends, parse_since, render_markdown
+from exporter.reports.since import parse_since
+from exporter.reports.trends import compute_trends
 from exporter.signals.thresholds import load_thresholds
 from exporter.util.errors import CommandError
 from exporter.util.paths import DEFAULT_REPORT

@@ -15,7 +15,7 @@ serves twice:
 
 ``tests/test_rollups.py`` proves the two equal after random additions, replacements and
 removals. Only sums can be maintained like this; minima, maxima, distinct counts and quantiles
-come from ordered indexes instead (see :mod:`exporter.reports.trends`).
+come from ordered indexes instead (see :mod:`exporter.index.figures`).
 
 Measures read the record's row in ``files`` as ``f`` and the source row as ``{r}`` (``f``
 itself for rollups over ``files``). The index only ever inserts and deletes rows, never
@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from exporter.reports.stats import SQL_RUN_TOTAL
+from exporter.index.stats import SQL_RUN_TOTAL
 
 __all__ = [
     "ERROR_TOTALS",

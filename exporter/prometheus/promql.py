@@ -1,6 +1,6 @@
 """The PromQL for each bottleneck signal, in one place.
 
-``trends`` computes the same signals from the archive (:mod:`exporter.reports.stats`); the
+``trends`` computes the same signals from the archive (:mod:`exporter.index.stats`); the
 generated Prometheus recording and alerting rules and the provisioned Grafana alert rules
 all take their expressions from here, with thresholds from exporter/data/thresholds.yaml, so
 the three always agree.
@@ -61,7 +61,7 @@ def parallel_efficiency(window: str | None) -> str:
     """Parallel efficiency per operation: item seconds over wall seconds (1.0 = no speed-up).
 
     The time-weighted figure ``trends`` reports as ``overall_efficiency``
-    (:mod:`exporter.reports.stats`). A signal to watch, not a bottleneck: no threshold, no alert.
+    (:mod:`exporter.index.stats`). A signal to watch, not a bottleneck: no threshold, no alert.
     """
     work = _over(contract.ITEM_WORK.prometheus_name, window)
     wall = _over(_DURATION_SUM, window)

@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from exporter.archive.model import describe_validation_error
 from exporter.index.rollups import OPERATION_TOTALS
+from exporter.index.stats import success_rate
 from exporter.index.store import ArchiveIndex, RecordFilter
-from exporter.reports.stats import success_rate
 
 __all__ = [
     "Candidate",

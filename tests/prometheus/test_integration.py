@@ -22,7 +22,8 @@ import pytest
 from exporter.archive.model import parse_record
 from exporter.index.store import ArchiveIndex
 from exporter.prometheus import promql
-from exporter.reports.trends import TrendReport, compute_trends
+from exporter.reports.results import TrendReport
+from exporter.reports.trends import compute_trends
 from exporter.signals.thresholds import Thresholds, load_thresholds
 from tests.support.prom_fixtures import PLAN, RUN_SPACING, PromStack, start_prom_stack
 from tests.support.servers import prom_query, wait_until

@@ -19,9 +19,10 @@ from exporter.archive.model import (
     StageDuration,
 )
 from exporter.cli.main import main
+from exporter.index.stats import duration_stats, parallel_efficiency, percentile, success_rate
 from exporter.index.store import ArchiveIndex, RecordFilter
-from exporter.reports.stats import duration_stats, parallel_efficiency, percentile, success_rate
-from exporter.reports.trends import compute_trends, parse_since
+from exporter.reports.since import parse_since
+from exporter.reports.trends import compute_trends
 from exporter.signals.thresholds import load_thresholds
 from tests.support.generated_archive import make_record, write_archive
 
