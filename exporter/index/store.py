@@ -129,7 +129,7 @@ class ArchiveIndex:
 
     def __init__(self, archive: Path, db_path: Path | None = None) -> None:
         self.archive = Path(archive)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a snapshot may call len() or select()
         self._dir_mtime_ns: int | None = None
         self._known: dict[str, FileIdentity] | None = None  # name -> (size, mtime_ns, inode)
         self._invalid: dict[str, str] | None = None  # name -> reason
