@@ -10,6 +10,8 @@ from typing import Self
 class SyncAndAsyncContext(ABC):
     """Mixin: ``async with x`` runs ``x.__enter__`` and ``x.__exit__``, which must not block."""
 
+    __slots__ = ()  # so that the subclasses' own __slots__ take effect
+
     @abstractmethod
     def __enter__(self) -> Self: ...
 
