@@ -129,7 +129,7 @@ def _error_of(span: ReadableSpan) -> tuple[str | None, str | None]:
 
 
 def _find_root(spans: Sequence[ReadableSpan], running: bool) -> ReadableSpan:
-    roots = [s for s in spans if _attrs(s).get(sc.ATTR_KIND) == "batch"]
+    roots = [s for s in spans if _attrs(s).get(sc.ATTR_KIND) == sc.KIND_BATCH]
     if len(roots) != 1:
         raise AssembleError(f"expected one batch span, found {len(roots)}")
     root = roots[0]
@@ -176,7 +176,7 @@ def _collect_items(
     """Distinct items (last attempt wins) and the duration of every attempt."""
     items: dict[str, _Item] = {}
     attempt_seconds: list[float] = []
-    item_spans = [s for s in spans if _attrs(s).get(sc.ATTR_KIND) == "item"]
+    item_spans = [s for s in spans if _attrs(s).get(sc.ATTR_KIND) == sc.KIND_ITEM]
     for span in sorted(item_spans, key=lambda s: (s.end_time or 0, s.start_time or 0)):
         attrs = _attrs(span)
         span_id = span.context.span_id if span.context is not None else 0
@@ -211,7 +211,7 @@ def _stage_durations(
     for span in spans:
         attrs = _attrs(span)
         number = _int(attrs.get(sc.ATTR_STAGE))
-        if attrs.get(sc.ATTR_KIND) != "stage" or number is None or span.start_time is None:
+        if attrs.get(sc.ATTR_KIND) != sc.KIND_STAGE or number is None or span.start_time is None:
             continue
         start, end = span.start_time, span.end_time or span.start_time
         if number in windows:  # the same stage number twice (a re-run stage): one window

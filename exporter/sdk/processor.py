@@ -181,7 +181,7 @@ class ArchiveSpanProcessor(SpanProcessor):
         with self._lock:
             if self._shut_down:
                 return None, None
-            if attrs.get(sc.ATTR_KIND) == "batch":
+            if attrs.get(sc.ATTR_KIND) == sc.KIND_BATCH:
                 evicted = None
                 if len(self._batches) >= self._max_open:
                     _, evicted = self._batches.popitem(last=False)
