@@ -15,21 +15,18 @@ import os
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Final
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from exporter.archive.model import CostSource
-from exporter.util.errors import UserError, describe_validation_error
+from exporter.util.datafile import load_data_file
 
 __all__ = [
     "ENV_VAR",
     "Cost",
     "ModelPrice",
-    "PricingError",
     "PricingTable",
     "combine_sources",
     "default_pricing",
@@ -38,10 +35,6 @@ __all__ = [
 
 ENV_VAR: Final = "BATCH_METRICS_PRICING"
 _PER: Final = 1_000_000
-
-
-class PricingError(UserError):
-    """The pricing file is missing or invalid (one line)."""
 
 
 class ModelPrice(BaseModel):
@@ -137,23 +130,15 @@ def combine_sources(sources: list[CostSource]) -> CostSource:
     return "mixed"
 
 
-def _parse(text: str, origin: str) -> PricingTable:
-    try:
-        data = _PricingFile.model_validate(yaml.safe_load(text))
-    except ValidationError as exc:
-        reason = describe_validation_error(exc)
-        raise PricingError(f"invalid pricing file {origin}: {reason}") from exc
-    except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0]
-        raise PricingError(f"invalid pricing file {origin}: not YAML: {first}") from exc
+def _table(path: Path | None) -> PricingTable:
+    data = load_data_file(_PricingFile, "pricing.yaml", path, kind="pricing")
     return PricingTable(data.as_of, data.models)
 
 
 @cache
 def default_pricing() -> PricingTable:
     """The table shipped with the package."""
-    text = resources.files("exporter.data").joinpath("pricing.yaml").read_text(encoding="utf-8")
-    return _parse(text, "built-in")
+    return _table(None)
 
 
 def load_pricing(path: Path | None = None) -> PricingTable:
@@ -161,10 +146,4 @@ def load_pricing(path: Path | None = None) -> PricingTable:
     if path is None and os.environ.get(ENV_VAR):
         path = Path(os.environ[ENV_VAR])
     table = default_pricing()
-    if path is None:
-        return table
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PricingError(f"cannot read pricing file {path}: {exc.strerror or exc}") from exc
-    return table.merged(_parse(text, str(path)))
+    return table if path is None else table.merged(_table(path))

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Final
 
 from exporter.archive.model import InvalidBatchId, check_batch_id, dump_record
-from exporter.archive.pricing import PricingError, load_pricing
+from exporter.archive.pricing import load_pricing
 from exporter.history.analyze import analyze_batch, save_analysis
+from exporter.util.datafile import DataFileError
 from exporter.util.errors import CommandError
 from exporter.util.paths import DEFAULT_ARCHIVE
 from instrumentation.semconv import OPERATIONS, Operation
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     operations: tuple[Operation, ...] = OPERATIONS if args.operation == "all" else (args.operation,)
     try:
         pricing = load_pricing(args.pricing)
-    except PricingError as exc:
+    except DataFileError as exc:
         raise CommandError(str(exc), EXIT_USAGE) from exc
     analysis = analyze_batch(root, batch_id, operations, pricing)
     for line in (*analysis.warnings, *analysis.unavailable):

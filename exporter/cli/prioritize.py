@@ -16,7 +16,6 @@ from typing import Final
 from exporter.cli.options import add_archive_option
 from exporter.index.store import RecordFilter
 from exporter.reports.prioritize import (
-    CandidatesError,
     load_framework,
     measure_signals,
     rank,
@@ -24,6 +23,7 @@ from exporter.reports.prioritize import (
 )
 from exporter.reports.render import open_index, warn_invalid
 from exporter.reports.since import parse_since
+from exporter.util.datafile import DataFileError
 from exporter.util.errors import CommandError
 
 __all__ = ["add_arguments", "run"]
@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         framework = load_framework(args.candidates)
-    except CandidatesError as exc:
+    except DataFileError as exc:
         raise CommandError(str(exc), 2) from exc
     since = None
     if args.since is not None:

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from exporter.grafana.provisioning import stale, write
-from exporter.signals.thresholds import ThresholdsError, load_thresholds
+from exporter.signals.thresholds import load_thresholds
+from exporter.util.datafile import DataFileError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         thresholds = load_thresholds(args.thresholds)
-    except ThresholdsError as exc:
+    except DataFileError as exc:
         print(f"exporter.grafana: error: {exc}", file=sys.stderr)
         return 2
     if args.check:

@@ -9,21 +9,18 @@ first (by score, then lower effort); the others follow as "not indicated by the 
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Final, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from exporter.archive.model import describe_validation_error
 from exporter.index.rollups import OPERATION_TOTALS
 from exporter.index.stats import success_rate
 from exporter.index.store import ArchiveIndex, RecordFilter
+from exporter.util.datafile import load_data_file
 
 __all__ = [
     "Candidate",
-    "CandidatesError",
     "Framework",
     "RankedCandidate",
     "Signals",
@@ -42,11 +39,6 @@ Signal = Literal[
     "mean_duration_seconds",
     "none",
 ]
-MAX_FILE_BYTES: Final = 1024 * 1024
-
-
-class CandidatesError(Exception):
-    """The candidates file is missing or invalid (one line)."""
 
 
 class _Strict(BaseModel):
@@ -116,24 +108,7 @@ class Framework(_Strict):
 
 def load_framework(path: Path | None = None) -> Framework:
     """The candidates file at ``path``, or the one shipped with the package."""
-    origin = str(path) if path else "built-in"
-    try:
-        if path is None:
-            text = resources.files("exporter.data").joinpath("candidates.yaml").read_text()
-        else:
-            with path.open(encoding="utf-8") as handle:
-                text = handle.read(MAX_FILE_BYTES + 1)
-            if len(text) > MAX_FILE_BYTES:
-                raise CandidatesError(f"candidates file {path} is larger than 1 MiB")
-        return Framework.model_validate(yaml.safe_load(text))
-    except OSError as exc:
-        raise CandidatesError(f"cannot read candidates {path}: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0]
-        raise CandidatesError(f"invalid candidates file {origin}: not YAML: {first}") from exc
-    except ValidationError as exc:
-        reason = describe_validation_error(exc)
-        raise CandidatesError(f"invalid candidates file {origin}: {reason}") from exc
+    return load_data_file(Framework, "candidates.yaml", path, kind="candidates")
 
 
 class Signals(BaseModel):

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Final, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from exporter.util.errors import UserError, describe_validation_error
+from exporter.util.datafile import load_data_file
 
 __all__ = [
     "ENV_VAR",
     "Bottleneck",
     "Thresholds",
-    "ThresholdsError",
     "Trigger",
     "load_thresholds",
 ]
@@ -25,10 +22,6 @@ ENV_VAR: Final = "BATCH_METRICS_THRESHOLDS"
 
 Signal = Literal["mean_duration_seconds", "success_rate"]
 TriggerSignal = Literal["tokens_per_run", "cost_usd_per_run"]
-
-
-class ThresholdsError(UserError):
-    """The thresholds file is missing or invalid (one line)."""
 
 
 class _Rule(BaseModel):
@@ -74,18 +67,4 @@ def load_thresholds(path: Path | None = None) -> Thresholds:
     """Load thresholds from ``path``, else ``$BATCH_METRICS_THRESHOLDS``, else the packaged file."""
     if path is None and os.environ.get(ENV_VAR):
         path = Path(os.environ[ENV_VAR])
-    try:
-        if path is None:
-            text = resources.files("exporter.data").joinpath("thresholds.yaml").read_text()
-        else:
-            text = path.read_text(encoding="utf-8")
-        return Thresholds.model_validate(yaml.safe_load(text))
-    except OSError as exc:
-        raise ThresholdsError(f"cannot read thresholds {path}: {exc.strerror or exc}") from exc
-    except ValidationError as exc:
-        raise ThresholdsError(
-            f"invalid thresholds file {path or 'built-in'}: {describe_validation_error(exc)}"
-        ) from exc
-    except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0]
-        raise ThresholdsError(f"invalid thresholds file {path or 'built-in'}: {first}") from exc
+    return load_data_file(Thresholds, "thresholds.yaml", path, kind="thresholds")

@@ -11,11 +11,11 @@ from exporter.archive.pricing import (
     ENV_VAR,
     Cost,
     ModelPrice,
-    PricingError,
     combine_sources,
     default_pricing,
     load_pricing,
 )
+from exporter.util.datafile import DataFileError
 
 
 def test_builtin_table_is_dated_and_has_current_claude_and_openai_models() -> None:
@@ -96,11 +96,11 @@ def test_user_file_is_merged_over_builtin(tmp_path: Path, monkeypatch: pytest.Mo
 def test_invalid_user_file_is_one_clear_line(tmp_path: Path, content: str, reason: str) -> None:
     path = tmp_path / "p.yaml"
     path.write_text(content, encoding="utf-8")
-    with pytest.raises(PricingError, match=reason) as caught:
+    with pytest.raises(DataFileError, match=reason) as caught:
         load_pricing(path)
     assert "\n" not in str(caught.value)
 
 
 def test_missing_user_file(tmp_path: Path) -> None:
-    with pytest.raises(PricingError, match="cannot read pricing file"):
+    with pytest.raises(DataFileError, match="cannot read pricing file"):
         load_pricing(tmp_path / "absent.yaml")
