@@ -5,6 +5,9 @@ regenerated with ``python -m exporter.grafana``; ``python -m exporter.grafana --
 the test suite) fails when they are stale. Queries come from :mod:`exporter.prometheus.promql`
 and thresholds from ``exporter/data/thresholds.yaml``, so the dashboards, the Grafana alert
 rules and the Prometheus rules always say the same thing.
+
+May import :mod:`exporter.prometheus` (its PromQL), :mod:`exporter.signals` and
+:mod:`exporter.util`.
 """
 
 from __future__ import annotations
