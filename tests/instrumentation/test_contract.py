@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry
 
 from exporter.prometheus.inprocess import prometheus_reader
 from exporter.prometheus.series import FAMILIES
-from instrumentation import contract
-from instrumentation._instruments import Instruments
+from instrumentation import batch, contract, item, record_tokens, stage
 
 # The design contract's table (shared/design.md), name by name.
 DESIGN_TABLE = {
@@ -42,14 +43,12 @@ def test_the_sdk_exporter_derives_the_contract_names() -> None:
     registry = CollectorRegistry()
     provider = MeterProvider(metric_readers=[prometheus_reader(registry)])
     try:
-        instruments = Instruments(provider.get_meter("test"))
-        instruments.record_operation_start("execute")
-        instruments.record_stage_end("execute", 1, 2.0)
-        instruments.record_item_start("execute")
-        instruments.record_item_end("execute", "success", 1.0, was_running=True)
-        instruments.record_error("execute", "ValueError")
-        instruments.record_tokens("execute", "m", 10, 5, 2)
-        instruments.record_operation_end("execute", "success", 3.0)
+        with batch("1", "execute", meter_provider=provider), stage(1):
+            with item("a"):
+                record_tokens(input=10, output=5, cache_read=2, model="m")
+        with batch("2", "execute", meter_provider=provider):
+            with contextlib.suppress(ValueError), item("b"):
+                raise ValueError("x")
         # target_info describes the resource, not a metric of ours
         exposed = {metric.name for metric in registry.collect()} - {"target"}
     finally:
