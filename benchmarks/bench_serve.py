@@ -88,7 +88,7 @@ def bench_size(size: int, work: Path, days: float) -> Path:
     return archive
 
 
-def bench_backfill(archive: Path, work: Path, step: int) -> None:
+def bench_backfill(archive: Path, work: Path) -> None:
     with ArchiveIndex(archive, db_path=work / "backfill.sqlite") as index:
         index.refresh()
         started = time.perf_counter()
@@ -97,11 +97,11 @@ def bench_backfill(archive: Path, work: Path, step: int) -> None:
         out = work / "history.om"
         started = time.perf_counter()
         with out.open("w", encoding="utf-8") as handle:
-            stats = write_openmetrics(summaries, handle, step=step, max_samples=None)
+            stats = write_openmetrics(summaries, handle)
         elapsed = time.perf_counter() - started
     days = (stats.end or 0) - (stats.start or 0)
     print(
-        f"backfill {stats.records} records over {days / 86400:.1f} days, step {step} s: "
+        f"backfill {stats.records} records over {days / 86400:.1f} days: "
         f"{elapsed:.1f} s (+{loaded:.1f} s reading the index) | {stats.series} series, "
         f"{stats.samples:,} samples, {out.stat().st_size / 2**20:,.0f} MiB"
     )
@@ -111,7 +111,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--days", type=float, default=14.0, help="history span of each archive")
-    parser.add_argument("--step", type=int, default=60, help="backfill step in seconds")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         work = Path(tmp)
@@ -119,7 +118,7 @@ def main() -> None:
         for size in args.sizes:
             largest = bench_size(size, work, args.days)
         if largest is not None:
-            bench_backfill(largest, work, args.step)
+            bench_backfill(largest, work)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,22 @@
-"""``batch-metrics backfill``: write the archive's history as OpenMetrics for promtool.
+"""``batch-metrics backfill``: the archive's history, for Prometheus.
 
-Each sample carries its record's completion time (on a regular --step grid, as a scrape would
-have seen it), series are sorted and the text ends with ``# EOF``, ready for::
+Every record counts at its end time (docs/architecture.md, "Windows: when a record counts");
+only the times at which records end get samples, so the output grows with the records, not
+with the span. Either let it write TSDB blocks itself (runs promtool)::
+
+    batch-metrics backfill --tsdb /var/lib/prometheus/metrics2
+
+or write OpenMetrics and run promtool yourself::
 
     batch-metrics backfill --output history.om
-    promtool tsdb create-blocks-from openmetrics history.om /var/lib/prometheus/metrics2
+    promtool tsdb create-blocks-from openmetrics --max-block-duration=100000h \\
+        history.om /var/lib/prometheus/metrics2
 
-Then restart Prometheus (or start it on that data directory) to query the past. Summary
-figures go to stderr; the OpenMetrics text to --output (default: stdout).
+Then restart Prometheus (or start it on that data directory) to query the past. Load each
+record once: a second load of the same records with the same labels overlaps the first, and
+records that a live ``serve`` scrape counts must not be backfilled too (``batch-metrics
+stack`` and the compose stack keep track of both: docs/prometheus.md). Summary figures go to
+stderr; OpenMetrics text to --output (default: stdout).
 """
 
 from __future__ import annotations
@@ -15,76 +24,65 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
 
 from exporter.cli.options import add_archive_option
 from exporter.index.store import ArchiveIndex
-from exporter.prometheus.backfill import (
-    DEFAULT_MAX_SAMPLES,
-    DEFAULT_STEP,
-    BackfillStats,
-    BackfillTooLarge,
-    write_openmetrics,
-)
+from exporter.prometheus.backfill import BackfillStats, write_openmetrics
+from exporter.prometheus.blocks import BlocksError, write_blocks
 from exporter.util.errors import CommandError
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "parse_label", "run"]
+
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
-def _step(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("the step must be at least 1 second")
-    return value
-
-
-def _limit(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("the limit must be at least 1")
-    return value
+def parse_label(text: str) -> tuple[str, str]:
+    """argparse type: ``NAME=VALUE``, a Prometheus label."""
+    name, sep, value = text.partition("=")
+    if not sep or not _LABEL_NAME.match(name) or name.startswith("__"):
+        raise argparse.ArgumentTypeError(f"not a label NAME=VALUE: {text!r}")
+    if name in {"le", "operation", "outcome", "stage", "type", "model", "error_type"}:
+        raise argparse.ArgumentTypeError(f"label {name!r} is one of the metrics' own labels")
+    return name, value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_archive_option(parser)
-    parser.add_argument(
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument(
         "--output",
         "-o",
         default="-",
         metavar="FILE",
         help="where to write the OpenMetrics text, '-' for stdout (default: %(default)s)",
     )
-    parser.add_argument(
-        "--step",
-        type=_step,
-        default=DEFAULT_STEP,
-        metavar="SECONDS",
-        help="seconds between samples of each series (default: %(default)s)",
+    target.add_argument(
+        "--tsdb",
+        type=Path,
+        metavar="DIR",
+        help="write TSDB blocks into this Prometheus data directory (runs promtool)",
     )
     parser.add_argument(
-        "--max-samples",
-        type=_limit,
-        default=DEFAULT_MAX_SAMPLES,
-        metavar="N",
-        help="refuse to write more samples than this (default: %(default)s)",
+        "--label",
+        type=parse_label,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="add this label to every series (repeatable), e.g. job=batch-metrics-history",
     )
 
 
-def _write_file(target: Path, index: ArchiveIndex, step: int, limit: int) -> BackfillStats:
+def _write_file(target: Path, index: ArchiveIndex, labels: dict[str, str]) -> BackfillStats:
     """Write atomically: a temporary file beside ``target``, renamed into place when complete."""
     directory = target.parent if str(target.parent) else Path()
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            stats = write_openmetrics(index.summaries(), handle, step=step, max_samples=limit)
+            stats = write_openmetrics(index.summaries(), handle, labels=labels)
         Path(name).replace(target)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -97,20 +95,22 @@ def run(args: argparse.Namespace) -> int:
     archive: Path = args.archive
     if not archive.is_dir():
         raise CommandError(f"archive {archive} is not a directory", 2)
+    labels = dict(args.label)
     with ArchiveIndex(archive) as index:
         result = index.refresh()
         try:
-            if args.output == "-":
-                stats = write_openmetrics(
-                    index.summaries(), sys.stdout, step=args.step, max_samples=args.max_samples
-                )
+            if args.tsdb is not None:
+                stats = write_blocks(index.summaries(), args.tsdb, labels=labels)
+            elif args.output == "-":
+                stats = write_openmetrics(index.summaries(), sys.stdout, labels=labels)
                 sys.stdout.flush()
             else:
-                stats = _write_file(Path(args.output), index, args.step, args.max_samples)
-        except BackfillTooLarge as exc:
+                stats = _write_file(Path(args.output), index, labels)
+        except BlocksError as exc:
             raise CommandError(str(exc)) from exc
         except OSError as exc:
-            raise CommandError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
+            where = args.tsdb if args.tsdb is not None else args.output
+            raise CommandError(f"cannot write {where}: {exc.strerror or exc}") from exc
     uncountable = f", {stats.skipped} records too large to count" if stats.skipped else ""
     print(
         f"backfill: {stats.records} records, {stats.series} series, {stats.samples} samples"

@@ -1,53 +1,68 @@
 """The archive's history as OpenMetrics text for ``promtool tsdb create-blocks-from openmetrics``.
 
-Prometheus computes ``increase()`` and ``rate()`` from samples, so a counter that appears with
-its first record already counted loses that record, and one sampled only when it changes is
-extrapolated across the gaps. The history is therefore written as a scrape would have seen it:
-every series has a sample on every step of a regular grid (``step`` seconds, default 60) from
-one step before the first record's completion, where every counter and histogram is 0, to the
-first grid point at or after the last completion. A record counts from the first grid point at
-or after its completion time. All counters and histograms share these timestamps, so the ratios
-the rules compute (mean duration, success rate) are exact at any grid point. Timestamp gauges
-(``batch_last_*_timestamp_seconds``) start at their first value.
+A record counts at its end time (start plus duration; the start when the duration is unknown),
+the rule ``serve`` and ``trends --since`` follow too (docs/architecture.md, "Windows: when a
+record counts"). The output holds samples only where something happened, so its size grows
+with the number of records, not with the span they cover:
 
-The output holds, per metric family, ``# TYPE`` and ``# HELP``, then each series (sorted by
-labels) with its samples in time order, timestamps in seconds, and ends with ``# EOF``. Its
-size is steps x series: a year at 60 s is 525,600 samples per series; pick a coarser ``step``
-for long histories (at most the lookback delta, 5 minutes by default, so that instant queries
-at any past time find a sample).
+* a series gets a sample at each time ``t`` its value changes, and one a millisecond before,
+  holding the value it had until then (0 before its first increment). ``increase()`` over any
+  window then sees every record that ended inside it, including the first of a series, and
+  none that ended outside it;
+* the counters that the per-operation ratios combine (duration ``_sum`` and ``_count`` of every
+  outcome, items, runs, item work, tokens, cost) are sampled together at every end time of
+  their operation, from one millisecond before its first run. All series of one ratio then
+  share their timestamps, so Prometheus extrapolates numerator and denominator by the same
+  factor and the ratio (mean duration, success rate, tokens and cost per run, efficiency) is
+  exact. Only a series whose first increment falls inside the window is extrapolated
+  differently (Prometheus does not extrapolate a counter below zero): see docs/prometheus.md
+  for the size of that difference;
+* histogram buckets and stage histograms are sampled only where they change; timestamp gauges
+  (``batch_last_*_timestamp_seconds``) get one sample at each change.
+
+Timestamps are written in seconds with millisecond precision (what the TSDB keeps); records
+ending within the same millisecond are counted together. Extra labels (``labels``) go on every
+series: history loaded more than once must not share series with earlier loads or with the
+live scrape (which adds ``job`` and ``instance``), or Prometheus would see one counter jump.
 """
 
 from __future__ import annotations
 
 import math
+from array import array
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, TextIO
 
-from exporter.index.store import RecordSummary
-from exporter.prometheus.aggregates import Aggregates, SeriesKey, format_value
-from exporter.prometheus.series import FAMILIES, Contribution, contributions
+from exporter.index.summary import RecordSummary
+from exporter.prometheus.aggregates import LE_VALUES
+from exporter.prometheus.series import (
+    BUCKETS,
+    COST,
+    DURATION,
+    FAMILIES,
+    ITEM_WORK,
+    ITEMS,
+    OPERATIONS,
+    TOKENS,
+    Contribution,
+    Family,
+    LabelValues,
+    bucket_index,
+    contributions,
+)
 
 __all__ = [
-    "DEFAULT_MAX_SAMPLES",
-    "DEFAULT_STEP",
     "BackfillStats",
-    "BackfillTooLarge",
     "escape_label_value",
     "write_openmetrics",
 ]
 
-DEFAULT_STEP: Final = 60
-# About 5 GiB of text and a minute of promtool per 50 million samples: refuse more unless asked.
-DEFAULT_MAX_SAMPLES: Final = 50_000_000
-
-
-class BackfillTooLarge(ValueError):
-    """The history would need more samples than allowed; ``str()`` suggests a step that fits."""
-
-
-_Timeline = list[tuple[int, tuple[str, ...]]]  # (step index, formatted values of each sample)
+_EPSILON_MS: Final = 1  # the "just before" sample: one TSDB tick
+# Counter families whose per-operation sums the rules and panels divide by one another.
+_RATIO_FAMILIES: Final = frozenset({OPERATIONS, ITEMS, ITEM_WORK, TOKENS, COST})
+_BUCKET_COUNT: Final = len(BUCKETS) + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,53 +83,151 @@ def escape_label_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _series_text(name: str, label_names: Iterable[str], label_values: Iterable[str]) -> str:
-    pairs = ",".join(
-        f'{n}="{escape_label_value(v)}"' for n, v in zip(label_names, label_values, strict=True)
-    )
-    return f"{name}{{{pairs}}} " if pairs else f"{name} "
+class _Line:
+    """One sample line's history: times (ms) and exposed values, and its running value.
+
+    Counters and histogram parts run in the family's integer units (exact, as in ``serve``);
+    gauges hold a time in seconds.
+    """
+
+    __slots__ = ("scale", "times", "value", "values")
+
+    def __init__(self, scale: int) -> None:
+        self.times = array("q")
+        self.values = array("d")
+        self.value: float = 0
+        self.scale = scale
+
+    def sample(self, t: int, new: float, *, hold: bool) -> None:
+        """Record ``new`` at ``t``; with ``hold``, also the value until then just before ``t``."""
+        times = self.times
+        if hold and (not times or times[-1] < t - _EPSILON_MS):
+            times.append(t - _EPSILON_MS)
+            self.values.append(self.value / self.scale)
+        if times and times[-1] == t:
+            self.values[-1] = new / self.scale
+        else:
+            times.append(t)
+            self.values.append(new / self.scale)
+        self.value = new
 
 
-def _build_timelines(
-    ordered: list[Contribution], start: int, step: int
-) -> tuple[dict[SeriesKey, _Timeline], dict[SeriesKey, list[str]], int]:
-    """Each series' formatted values at the steps where they changed, and the last step."""
-    aggregates = Aggregates()
-    timelines: dict[SeriesKey, _Timeline] = defaultdict(list)
-    prefixes: dict[SeriesKey, list[str]] = {}
-    last_step = 0
-    i = 0
-    while i < len(ordered):
-        k = max(1, math.ceil((ordered[i].time - start) / step))
-        touched: set[SeriesKey] = set()
-        while i < len(ordered) and math.ceil((ordered[i].time - start) / step) <= k:
-            touched |= aggregates.apply(ordered[i])
-            i += 1
-        for key in touched:
-            samples = aggregates.samples(key)
-            if key not in prefixes:
-                prefixes[key] = [
-                    _series_text(s.name, s.label_names, s.label_values) for s in samples
-                ]
-            timelines[key].append((k, tuple(format_value(s.value) + " " for s in samples)))
-        last_step = k
-    return timelines, prefixes, last_step
+# A sample line: (family, label values, part) where part is a bucket index, "count", "sum",
+# or "" for a counter or gauge.
+_LineKey = tuple[Family, LabelValues, int | str]
+Observed = tuple[float, int]  # an observation's value, and that value in the family's scale
+
+
+class _History:
+    """Every line's samples, built by applying contributions in time order."""
+
+    def __init__(self) -> None:
+        self.lines: dict[_LineKey, _Line] = {}
+        self._ratio_lines: dict[str, list[_LineKey]] = defaultdict(list)  # per operation
+
+    def _line(self, key: _LineKey) -> _Line:
+        line = self.lines.get(key)
+        if line is None:
+            family, _, part = key
+            scale = family.scale if part in ("", "sum") and family.kind != "gauge" else 1
+            line = self.lines[key] = _Line(scale)
+        return line
+
+    def declare(self, c: Contribution) -> None:
+        """First pass: note the ratio lines of ``c``'s operation, so all start together."""
+        for family, labels, _ in c.counters:
+            if family in _RATIO_FAMILIES:
+                self._ratio_key(labels[0], (family, labels, ""))
+        for family, labels, _, _ in c.observations:
+            if family is DURATION:
+                self._ratio_key(labels[0], (family, labels, "count"))
+                self._ratio_key(labels[0], (family, labels, "sum"))
+
+    def _ratio_key(self, operation: str, key: _LineKey) -> None:
+        if key not in self.lines:
+            self._line(key)
+            self._ratio_lines[operation].append(key)
+
+    def _add(self, changed: dict[_LineKey, float], key: _LineKey, n: float) -> None:
+        value = changed.get(key)
+        changed[key] = (self._line(key).value if value is None else value) + n
+
+    def _observe(
+        self, changed: dict[_LineKey, float], family: Family, labels: LabelValues, c: Observed
+    ) -> None:
+        observed, in_scale = c
+        first = bucket_index(observed)
+        for i in range(first):  # a new histogram shows all its buckets, from 0
+            key = (family, labels, i)
+            if key not in self.lines and key not in changed:
+                changed[key] = self._line(key).value
+        for i in range(first, _BUCKET_COUNT):
+            self._add(changed, (family, labels, i), 1)
+        self._add(changed, (family, labels, "count"), 1)
+        self._add(changed, (family, labels, "sum"), in_scale)
+
+    def apply(self, t: int, batch: list[Contribution]) -> None:
+        """Count every contribution of ``batch`` (all ending at ``t`` ms)."""
+        changed: dict[_LineKey, float] = {}
+        for c in batch:
+            for family, labels, n in c.counters:
+                self._add(changed, (family, labels, ""), n)
+            for family, labels, observed, in_scale in c.observations:
+                self._observe(changed, family, labels, (observed, in_scale))
+            for family, labels, when in c.gauges:
+                gauge: _LineKey = (family, labels, "")
+                line = self._line(gauge)
+                if when > changed.get(gauge, line.value if line.times else -math.inf):
+                    changed[gauge] = when
+        lines = self.lines
+        for key, value in changed.items():
+            lines[key].sample(t, value, hold=key[0].kind != "gauge")
+        # every contribution's first counter is its run (OPERATIONS), labelled operation first
+        for operation in {c.counters[0][1][0] for c in batch}:
+            for key in self._ratio_lines[operation]:
+                if key not in changed:
+                    line = lines[key]
+                    line.sample(t, line.value, hold=True)
+
+
+def _ms(seconds: float) -> int:
+    return math.ceil(seconds * 1000)
+
+
+def _prefix(family: Family, labels: LabelValues, part: int | str, extra: str) -> str:
+    pairs = [f'{n}="{escape_label_value(v)}"' for n, v in zip(family.labels, labels, strict=True)]
+    if isinstance(part, int):
+        name = family.name + "_bucket"
+        pairs.append(f'le="{LE_VALUES[part]}"')
+    elif part:
+        name = f"{family.name}_{part}"
+    else:
+        name = family.name + ("_total" if family.kind == "counter" else "")
+    if extra:
+        pairs.insert(0, extra)
+    return f"{name}{{{','.join(pairs)}}} "
+
+
+def _part_order(part: int | str) -> tuple[int, int]:
+    if isinstance(part, int):
+        return (0, part)
+    return (1, 0) if part == "count" else (2, 0) if part == "sum" else (0, 0)
+
+
+def _value_text(value: float) -> str:
+    return repr(value) if value != int(value) or abs(value) >= 1e15 else f"{int(value)}.0"
 
 
 def write_openmetrics(
     summaries: Iterable[RecordSummary],
     out: TextIO,
     *,
-    step: int = DEFAULT_STEP,
-    max_samples: int | None = DEFAULT_MAX_SAMPLES,
+    labels: Mapping[str, str] | None = None,
 ) -> BackfillStats:
     """Write the history of ``summaries`` to ``out`` as OpenMetrics (see the module docstring).
 
-    Raises BackfillTooLarge, before writing anything, when the output would hold more than
-    ``max_samples`` samples (None: no limit).
+    ``labels`` are added to every series (label names are not checked here: the CLI does).
     """
-    if step < 1:
-        raise ValueError("step must be at least 1 second")
     countable: list[Contribution] = []
     skipped = 0
     for summary in summaries:
@@ -122,71 +235,45 @@ def write_openmetrics(
             countable.append(contributions(summary))
         except ValueError:
             skipped += 1
-    ordered = sorted(countable, key=lambda c: c.time)
-    if not ordered:
+    if not countable:
         out.write("# EOF\n")
         return BackfillStats(0, 0, 0, None, None, skipped)
-    start = (math.floor(ordered[0].time / step) - 1) * step  # everything is 0 here
-    timelines, prefixes, last_step = _build_timelines(ordered, start, step)
-    _check_size(prefixes, last_step, ordered[-1].time - ordered[0].time, step, max_samples)
-    stamps = [f"{start + k * step}\n" for k in range(last_step + 1)]
+    countable.sort(key=lambda c: c.time)
+    history = _History()
+    for c in countable:
+        history.declare(c)
+    i = 0
+    while i < len(countable):
+        t = _ms(countable[i].time)
+        j = i
+        while j < len(countable) and _ms(countable[j].time) == t:
+            j += 1
+        history.apply(t, countable[i:j])
+        i = j
+    extra = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in sorted((labels or {}).items()))
+    by_family: dict[Family, list[_LineKey]] = defaultdict(list)
+    for key in history.lines:
+        by_family[key[0]].append(key)
     samples = 0
-    by_family: dict[str, list[SeriesKey]] = defaultdict(list)
-    for key in timelines:
-        by_family[key[0].name].append(key)
     for family in FAMILIES:
-        keys = sorted(by_family.get(family.name, ()), key=lambda key: key[1])
+        keys = by_family.get(family)
         if not keys:
             continue
+        keys.sort(key=lambda k: (k[1], _part_order(k[2])))
         out.write(f"# TYPE {family.name} {family.kind}\n# HELP {family.name} {family.help}\n")
         for key in keys:
-            timeline = timelines[key]
-            series_prefixes = prefixes[key]
-            first = 0 if family.kind != "gauge" else timeline[0][0]
-            samples += _write_series(out, series_prefixes, timeline, stamps, first)
+            line = history.lines[key]
+            prefix = _prefix(*key, extra)
+            out.write(
+                "".join(
+                    f"{prefix}{_value_text(v)} {t // 1000}.{t % 1000:03d}\n"
+                    for t, v in zip(line.times, line.values, strict=True)
+                )
+            )
+            samples += len(line.times)
     out.write("# EOF\n")
+    first = min(line.times[0] for line in history.lines.values())
+    last = max(line.times[-1] for line in history.lines.values())
     return BackfillStats(
-        len(ordered),
-        sum(len(p) for p in prefixes.values()),
-        samples,
-        start,
-        start + last_step * step,
-        skipped,
+        len(countable), len(history.lines), samples, first / 1000, last / 1000, skipped
     )
-
-
-def _check_size(
-    prefixes: dict[SeriesKey, list[str]], last_step: int, span: float, step: int, limit: int | None
-) -> None:
-    per_step = sum(len(p) for p in prefixes.values())
-    needed = per_step * (last_step + 1)  # at most: gauges start at their first value
-    if limit is None or needed <= limit:
-        return
-    # A grid of step s over the span has at most span / s + 3 points.
-    allowed_steps = limit // per_step
-    advice = "raise the limit"
-    if allowed_steps > 3:
-        fitting = max(1, math.ceil(span / (allowed_steps - 3)))
-        advice = f"use a step of at least {fitting} s or {advice}"
-    raise BackfillTooLarge(
-        f"the history needs {needed:,} samples ({per_step} series x {last_step + 1:,} steps of "
-        f"{step} s), more than the limit of {limit:,}: {advice}"
-    )
-
-
-def _write_series(
-    out: TextIO, series_prefixes: list[str], timeline: _Timeline, stamps: list[str], first: int
-) -> int:
-    """Write one series' samples at steps ``first`` .. last; before its first change it is 0."""
-    zeros = tuple("0.0 " for _ in series_prefixes)
-    current = zeros
-    nxt = 0
-    lines: list[str] = []
-    for k in range(first, len(stamps)):
-        if nxt < len(timeline) and timeline[nxt][0] == k:
-            current = timeline[nxt][1]
-            nxt += 1
-        stamp = stamps[k]
-        lines.extend(p + v + stamp for p, v in zip(series_prefixes, current, strict=True))
-    out.write("".join(lines))
-    return len(lines)

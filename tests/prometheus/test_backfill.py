@@ -1,10 +1,14 @@
-"""``backfill``: exact OpenMetrics output on a regular grid, accepted by the real promtool."""
+"""``backfill``: samples where records end (not a grid), accepted by the real promtool.
+
+That PromQL over the loaded history equals ``trends`` is shown against a real Prometheus in
+test_integration.py and test_history.py.
+"""
 
 from __future__ import annotations
 
 import io
 import subprocess
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,17 +16,19 @@ import pytest
 from exporter.archive.files import write_record
 from exporter.cli.main import main
 from exporter.index.store import ArchiveIndex
+from exporter.index.summary import summarize
 from exporter.prometheus.backfill import escape_label_value, write_openmetrics
 from tests.support.records import rec
 from tests.support.servers import require_binary
 
 T = datetime(2026, 3, 2, 9, 0, tzinfo=UTC).timestamp()  # 09:00:00
+FIRST_END = int(T) + 40  # 09:00:40
+SECOND_END = int(T) + 160  # 09:02:40
 
 
 @pytest.fixture
 def archive(tmp_path: Path) -> Path:
     path = tmp_path / "archive"
-    # ends 09:00:40 and 09:02:40
     for batch, duration, start in (
         ("1", 30.0, datetime(2026, 3, 2, 9, 0, 10, tzinfo=UTC)),
         ("2", 100.0, datetime(2026, 3, 2, 9, 1, tzinfo=UTC)),
@@ -32,67 +38,104 @@ def archive(tmp_path: Path) -> Path:
     return path
 
 
-def backfill_text(archive: Path, tmp_path: Path, step: int = 60) -> str:
+def backfill_text(archive: Path, tmp_path: Path, **labels: str) -> str:
     with ArchiveIndex(archive, db_path=tmp_path / "index.db") as index:
         index.refresh()
         out = io.StringIO()
-        write_openmetrics(index.summaries(), out, step=step)
+        write_openmetrics(index.summaries(), out, labels=labels)
     return out.getvalue()
 
 
-def series_lines(text: str, prefix: str) -> list[str]:
-    return [line for line in text.splitlines() if line.startswith(prefix)]
+def series(text: str, prefix: str) -> list[tuple[str, str]]:
+    """(value, timestamp) of every sample of the line named exactly ``prefix``."""
+    return [
+        tuple(line[len(prefix) :].split())  # type: ignore[misc]
+        for line in text.splitlines()
+        if line.startswith(prefix)
+    ]
 
 
-def test_counter_starts_at_zero_and_has_a_sample_every_step(archive: Path, tmp_path: Path) -> None:
+def at(seconds: int, ms: int = 0) -> str:
+    return f"{seconds - (ms > 0)}.{(1000 - ms) % 1000:03d}" if ms else f"{seconds}.000"
+
+
+def test_a_counter_is_sampled_where_records_end_and_just_before(
+    archive: Path, tmp_path: Path
+) -> None:
     text = backfill_text(archive, tmp_path)
-    ops = 'batch_operations_total{operation="execute",outcome="success"} '
-    # grid: 08:59 (all zero), 09:00, 09:01 (first record counted), 09:02, 09:03 (second)
-    assert series_lines(text, ops) == [
-        f"{ops}0.0 {int(T) - 60}",
-        f"{ops}0.0 {int(T)}",
-        f"{ops}1.0 {int(T) + 60}",
-        f"{ops}1.0 {int(T) + 120}",
-        f"{ops}2.0 {int(T) + 180}",
+    runs = 'batch_operations_total{operation="execute",outcome="success"} '
+    assert series(text, runs) == [
+        ("0.0", at(FIRST_END, 1)),  # 0 until the first record ends: increase() sees it
+        ("1.0", at(FIRST_END)),
+        ("1.0", at(SECOND_END, 1)),
+        ("2.0", at(SECOND_END)),
     ]
-    total = 'batch_operation_duration_seconds_sum{operation="execute",outcome="success"} '
-    assert [line.split()[1] for line in series_lines(text, total)] == [
-        "0.0",
-        "0.0",
-        "30.0",
-        "30.0",
-        "130.0",
-    ]
+    seconds = 'batch_operation_duration_seconds_sum{operation="execute",outcome="success"} '
+    assert [v for v, _ in series(text, seconds)] == ["0.0", "30.0", "30.0", "130.0"]
     gauge = 'batch_last_completion_timestamp_seconds{operation="execute",outcome="success"} '
-    assert [
-        (float(v), int(t))
-        for _, v, t in (line.rsplit(" ", 2) for line in series_lines(text, gauge))
-    ] == [
-        (T + 40, int(T) + 60),
-        (T + 40, int(T) + 120),
-        (T + 160, int(T) + 180),
+    assert series(text, gauge) == [
+        (f"{FIRST_END}.0", at(FIRST_END)),
+        (f"{SECOND_END}.0", at(SECOND_END)),
     ]
 
 
-def test_structure_families_sorted_eof(archive: Path, tmp_path: Path) -> None:
+def test_size_grows_with_records_not_with_the_span(tmp_path: Path) -> None:
+    def text_for(spacing: timedelta) -> str:
+        records = [
+            rec(str(n), start=datetime(2024, 1, 1, tzinfo=UTC) + n * spacing) for n in range(3)
+        ]
+        out = io.StringIO()
+        write_openmetrics([summarize(r, f"batch-{n}.json") for n, r in enumerate(records)], out)
+        return out.getvalue()
+
+    close, far = text_for(timedelta(minutes=1)), text_for(timedelta(days=365))
+    assert len(close.splitlines()) == len(far.splitlines()) < 150
+
+
+def test_the_series_of_an_operations_ratios_share_their_timestamps(tmp_path: Path) -> None:
+    ok = rec("1", start=datetime(2026, 1, 1, tzinfo=UTC), status="completed", success=5, failure=0)
+    bad = rec("2", start=datetime(2026, 1, 2, tzinfo=UTC), status="failed", success=0, failure=5)
+    other = rec("3", "review", start=datetime(2026, 1, 3, tzinfo=UTC))
+    out = io.StringIO()
+    write_openmetrics([summarize(r, f"b{n}.json") for n, r in enumerate((ok, bad, other))], out)
+    text = out.getvalue()
+    stamps = {
+        name: [t for _, t in series(text, name)]
+        for name in (
+            'batch_operation_duration_seconds_count{operation="execute",outcome="success"} ',
+            'batch_operation_duration_seconds_sum{operation="execute",outcome="failure"} ',
+            'batch_items_total{operation="execute",outcome="success"} ',
+            'batch_items_total{operation="execute",outcome="failure"} ',
+            'batch_operations_total{operation="execute",outcome="failure"} ',
+        )
+    }
+    # every execute ratio series starts at 0 before the first execute run, and is sampled at
+    # (and just before) both execute runs, not at the review run
+    assert len({tuple(s) for s in stamps.values()}) == 1
+    assert len(next(iter(stamps.values()))) == 4
+    failures = 'batch_items_total{operation="execute",outcome="failure"} '
+    assert [v for v, _ in series(text, failures)] == ["0.0", "0.0", "0.0", "5.0"]
+
+
+def test_a_new_histogram_shows_every_bucket_from_zero(archive: Path, tmp_path: Path) -> None:
     text = backfill_text(archive, tmp_path)
+    bucket = 'batch_operation_duration_seconds_bucket{operation="execute",outcome="success",le='
+    assert series(text, bucket + '"15.0"} ') == [("0.0", at(FIRST_END, 1)), ("0.0", at(FIRST_END))]
+    assert [v for v, _ in series(text, bucket + '"30.0"} ')] == ["0.0", "1.0"]  # le inclusive
+    assert [v for v, _ in series(text, bucket + '"120.0"} ')] == ["0.0", "1.0", "1.0", "2.0"]
+    assert [v for v, _ in series(text, bucket + '"+Inf"} ')] == ["0.0", "1.0", "1.0", "2.0"]
+
+
+def test_structure_labels_families_eof(archive: Path, tmp_path: Path) -> None:
+    text = backfill_text(archive, tmp_path, job="history")
     lines = text.splitlines()
     assert lines[0] == "# TYPE batch_operation_duration_seconds histogram"
-    assert (
-        lines[1] == "# HELP batch_operation_duration_seconds Wall time of one batch operation run."
-    )
     assert "# TYPE batch_operations counter" in lines
     assert text.endswith("\n# EOF\n")
     assert text.count("# EOF") == 1
-    # one histogram point: buckets in order up to +Inf, then count and sum, at one timestamp
-    point = [line for line in lines if line.endswith(f" {int(T) + 180}")][:17]
-    assert [p.split("{")[0].rsplit("_", 1)[1] for p in point] == ["bucket"] * 15 + ["count", "sum"]
-    assert 'le="15.0"} 0.0 ' in point[2]
-    assert 'le="30.0"} 1.0 ' in point[3]  # the 30 s run: le is inclusive
-    assert 'le="60.0"} 1.0 ' in point[4]
-    assert 'le="120.0"} 2.0 ' in point[5]  # and the 100 s run
-    assert 'le="+Inf"} 2.0 ' in point[14]
-    names = [line.split("{")[0] for line in lines if not line.startswith("#")]
+    samples = [line for line in lines if not line.startswith("#")]
+    assert all(line.split("{")[1].startswith('job="history",') for line in samples)
+    names = [line.split("{")[0] for line in samples]
     families = [n.removesuffix("_total") for n in dict.fromkeys(names)]
     assert len(families) == len(set(families))  # each family's samples are contiguous
 
@@ -111,7 +154,7 @@ def test_cli_file_and_stdout(
     out = tmp_path / "history.om"
     assert main(["backfill", "--archive", str(archive), "--output", str(out)]) == 0
     err = capsys.readouterr().err
-    assert err == "backfill: 2 records, 21 series, 101 samples (0 invalid files skipped)\n"
+    assert err == "backfill: 2 records, 21 series, 70 samples (0 invalid files skipped)\n"
     assert main(["backfill", "--archive", str(archive)]) == 0
     assert capsys.readouterr().out == out.read_text(encoding="utf-8")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".history")] == []
@@ -125,19 +168,11 @@ def test_cli_missing_archive(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     )
 
 
-def test_promtool_accepts_it(archive: Path, tmp_path: Path) -> None:
+def test_tsdb_writes_blocks_with_promtool(archive: Path, tmp_path: Path) -> None:
     promtool = require_binary("promtool")
-    out = tmp_path / "history.om"
-    assert main(["backfill", "--archive", str(archive), "--output", str(out)]) == 0
     blocks = tmp_path / "blocks"
-    created = subprocess.run(
-        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(out), str(blocks)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert created.returncode == 0, created.stdout + created.stderr
+    command = ["backfill", "--archive", str(archive), "--tsdb", str(blocks)]
+    assert main([*command, "--label", "job=history"]) == 0
     (blocks / "wal").mkdir()  # promtool 2.42's dump opens the directory as a whole TSDB
     dumped = subprocess.run(
         [promtool, "tsdb", "dump", str(blocks)],
@@ -146,31 +181,16 @@ def test_promtool_accepts_it(archive: Path, tmp_path: Path) -> None:
         check=True,
         timeout=120,
     ).stdout
-    ops = [line for line in dumped.splitlines() if 'name__="batch_operations_total"' in line]
+    runs = [line for line in dumped.splitlines() if 'name__="batch_operations_total"' in line]
+    assert all('job="history"' in line for line in runs)
     # promtool dump: labels, value, timestamp in milliseconds
-    assert [line.split()[-2:] for line in ops] == [
-        ["0", str((int(T) - 60) * 1000)],
-        ["0", str(int(T) * 1000)],
-        ["1", str((int(T) + 60) * 1000)],
-        ["1", str((int(T) + 120) * 1000)],
-        ["2", str((int(T) + 180) * 1000)],
+    assert [line.split()[-2:] for line in runs] == [
+        ["0", str(FIRST_END * 1000 - 1)],
+        ["1", str(FIRST_END * 1000)],
+        ["1", str(SECOND_END * 1000 - 1)],
+        ["2", str(SECOND_END * 1000)],
     ]
-
-
-def test_cli_refuses_a_history_too_large(
-    archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "history.om"
-    command = ["backfill", "--archive", str(archive), "-o", str(out)]
-    assert main([*command, "--max-samples", "90"]) == 1
-    assert capsys.readouterr().err == (
-        "batch-metrics: error: the history needs 105 samples (21 series x 5 steps of 60 s), more "
-        "than the limit of 90: use a step of at least 120 s or raise the limit\n"
-    )
-    assert not out.exists()
-    assert main([*command, "--max-samples", "90", "--step", "120"]) == 0
-    assert main([*command, "--max-samples", "20"]) == 1
-    assert capsys.readouterr().err.endswith("more than the limit of 20: raise the limit\n")
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".om"] == []
 
 
 def test_record_too_large_to_count_is_skipped(archive: Path, tmp_path: Path) -> None:
@@ -180,7 +200,7 @@ def test_record_too_large_to_count_is_skipped(archive: Path, tmp_path: Path) -> 
     huge = summaries[0]._replace(file="batch-3-execute.json", duration_seconds=1e300)
     out = io.StringIO()
     stats = write_openmetrics([*summaries, huge], out)
-    assert (stats.records, stats.skipped, stats.samples) == (2, 1, 101)
+    assert (stats.records, stats.skipped) == (2, 1)
     again = tmp_path / "again"
     again.mkdir()
     assert out.getvalue() == backfill_text(archive, again)

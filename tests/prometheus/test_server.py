@@ -196,7 +196,7 @@ def test_serve_cli_process(tmp_path: Path) -> None:
     [
         (["serve", "--port", "70000"], "port 70000 is outside 0..65535"),
         (["serve", "--rescan-interval", "0"], "the rescan interval must be positive"),
-        (["backfill", "--step", "0"], "the step must be at least 1 second"),
+        (["backfill", "--label", "le=1"], "label 'le' is one of the metrics' own labels"),
     ],
 )
 def test_bad_options_one_line(

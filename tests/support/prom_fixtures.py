@@ -183,17 +183,23 @@ def write_designed_archive(archive: Path, last_end: float) -> list[BatchRecord]:
     return records
 
 
-def backfill_blocks(archive: Path, workdir: Path, data_dir: Path, *, step: int = 60) -> Path:
+def backfill_blocks(archive: Path, workdir: Path, data_dir: Path) -> Path:
     """``batch-metrics backfill`` the archive, then promtool it into TSDB blocks in ``data_dir``."""
     promtool = require_binary("promtool")
     workdir.mkdir(parents=True, exist_ok=True)
     om_file = workdir / "history.om"
-    code = cli_main(
-        ["backfill", "--archive", str(archive), "--output", str(om_file), "--step", str(step)]
-    )
+    code = cli_main(["backfill", "--archive", str(archive), "--output", str(om_file)])
     assert code == 0, f"backfill exited {code}"
     result = subprocess.run(
-        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(om_file), str(data_dir)],
+        [
+            promtool,
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            "--max-block-duration=100000h",
+            str(om_file),
+            str(data_dir),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -228,20 +234,20 @@ def _config(path: Path, target: str) -> None:
 
 
 @contextlib.contextmanager
-def start_prom_stack(workdir: Path, *, step: int = 60) -> Iterator[PromStack]:
+def start_prom_stack(workdir: Path) -> Iterator[PromStack]:
     """Designed archive + backfill + ``serve`` + Prometheus; everything stopped on exit.
 
-    The history ends four hours ago (on a ``step`` grid point), clear of Prometheus' head block.
+    The history ends four hours ago (on a whole second), clear of Prometheus' head block.
     """
     require_binary("prometheus")
-    last_end = (int(time.time()) // step) * step - 4 * 3600 - 30
+    last_end = int(time.time()) - 4 * 3600 - 30
     archive = workdir / "archive"
     orchestration = workdir / "orchestration"
     (orchestration / "tasks").mkdir(parents=True)
     records = write_designed_archive(archive, last_end)
     data_dir = workdir / "prom-data"
-    om_file = backfill_blocks(archive, workdir / "backfill", data_dir, step=step)
-    history_end = float(((last_end + step - 1) // step) * step)
+    om_file = backfill_blocks(archive, workdir / "backfill", data_dir)
+    history_end = float(last_end)
     index = ArchiveIndex(archive, db_path=workdir / "index.sqlite")
     registry, collector = build_registry(index, orchestration)
     exporter = MetricsServer.start(
