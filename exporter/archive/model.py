@@ -11,23 +11,25 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, NamedTuple
 
-from dateutil import parser as date_parser
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from exporter.archive.timestamps import Timestamp
 from exporter.util.errors import UserError, describe_validation_error
 from instrumentation.semconv import Operation, OperationOutcome
 
@@ -45,6 +47,7 @@ __all__ = [
     "RecordStatus",
     "StageDuration",
     "TokenUsage",
+    "Unused",
     "ValidationError",
     "check_batch_id",
     "checked_stage",
@@ -100,44 +103,6 @@ def check_batch_id(batch_id: str) -> str:
     return batch_id
 
 
-def _parse_timestamp(value: Any) -> Any:
-    """Accept what the seed's scripts write as well as strict ISO 8601.
-
-    The seed writes ``git log --format=%ai`` times (``2025-11-01 10:00:00 +0100``) and naive
-    ``datetime.now().isoformat()``; naive times are taken as the local time of this machine,
-    which is what the seed meant by them.
-    """
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)  # fast path: what we write
-        except ValueError:
-            parsed = None
-        try:
-            parsed = parsed or date_parser.isoparse(value)
-        except ValueError:
-            try:
-                parsed = date_parser.parse(value)
-            except (ValueError, OverflowError) as exc:
-                raise ValueError(f"not a date-time: {value[:40]!r}") from exc
-        value = parsed
-    if isinstance(value, datetime) and value.tzinfo is None:
-        value = value.astimezone()
-    return value
-
-
-def _fixed_offset(value: datetime) -> datetime:
-    """Keep the offset, drop the zone rules: what a record can store and read back.
-
-    A time in a named zone (say 02:00 in a DST gap) would otherwise compare unequal to the
-    same instant read back from the file with its fixed offset.
-    """
-    offset = value.utcoffset()
-    if offset is None or isinstance(value.tzinfo, timezone):
-        return value
-    return value.replace(tzinfo=timezone(offset), fold=0)
-
-
-Timestamp = Annotated[datetime, BeforeValidator(_parse_timestamp), AfterValidator(_fixed_offset)]
 # Upper bounds keep absurd values out of the index (SQLite integers are 64-bit) and out of
 # date arithmetic: 2**53 is the largest count a JSON reader keeps exactly, 1e9 s is 31 years.
 MAX_COUNT: Final = 2**53
@@ -239,8 +204,10 @@ class Metrics(_Model):
     def _counts_add_up(self) -> Metrics:
         counted = sum(c or 0 for c in (self.success_count, self.failure_count, self.partial_count))
         if self.total_items is not None and counted > self.total_items:
-            raise ValueError(
-                f"success + failure + partial = {counted} exceeds total_items = {self.total_items}"
+            raise PydanticCustomError(
+                "counts_exceed_total",
+                "success + failure + partial = {counted} exceeds total_items = {total}",
+                {"counted": counted, "total": self.total_items},
             )
         return self
 
@@ -306,9 +273,14 @@ class BatchRecord(_Model):
         default=None, description="What this record could not measure, in words"
     )
 
+    # What a lenient read (exporter.archive.lenient) set aside; see :attr:`unused`.
+    _unused: tuple[Unused, ...] = PrivateAttr(default=())
+
     @field_validator("batch_id")
     @classmethod
-    def _safe_batch_id(cls, value: str) -> str:
+    def _safe_batch_id(cls, value: str, info: ValidationInfo) -> str:
+        if info.context and info.context.get("lenient"):
+            return value  # another tool's id, read as a name only: never part of a path
         return check_batch_id(value)
 
     @field_validator("run_id")
@@ -331,8 +303,19 @@ class BatchRecord(_Model):
             try:
                 self.timestamp + timedelta(seconds=self.duration_seconds)
             except OverflowError:
-                raise ValueError("timestamp + duration_seconds is after year 9999") from None
+                raise PydanticCustomError(
+                    "ends_after_year_9999", "timestamp + duration_seconds is after year 9999"
+                ) from None
         return self
+
+    @property
+    def unused(self) -> tuple[Unused, ...]:
+        """What the record holds that the project could not use, each with its reason.
+
+        Empty for every record the model reads as written; filled by the lenient read of a
+        record the seed's schema accepts but the model alone would refuse.
+        """
+        return self._unused
 
     @property
     def end_timestamp(self) -> datetime | None:
@@ -368,11 +351,42 @@ def _record_adapter() -> TypeAdapter[BatchRecord]:
     return TypeAdapter(BatchRecord)
 
 
+class Unused(NamedTuple):
+    """A value of a record that the project could not use: where, the value, and why."""
+
+    path: tuple[str | int, ...]
+    value: Any
+    reason: str
+
+    @property
+    def where(self) -> str:
+        """``metrics.stage_durations[0].stage``."""
+        return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in self.path)[1:]
+
+
 def parse_record(data: bytes | str) -> BatchRecord:
-    """Parse and validate one archive file's content. Raises pydantic ValidationError."""
-    return _record_adapter().validate_json(data)
+    """Parse and validate one archive file's content. Raises pydantic ValidationError.
+
+    A document the model refuses but the seed's schema accepts is read leniently
+    (:func:`exporter.archive.lenient.read_leniently`): what the model cannot use is set aside
+    in :attr:`BatchRecord.unused` and the record keeps every figure it can.
+    """
+    try:
+        return _record_adapter().validate_json(data)
+    except ValidationError as exc:
+        from exporter.archive.lenient import read_leniently  # noqa: PLC0415 (imports this module)
+
+        return read_leniently(data, exc)
 
 
 def dump_record(record: BatchRecord) -> str:
-    """Serialize a record as the archive stores it: indented JSON, ``None`` fields left out."""
+    """Serialize a record as the archive stores it: indented JSON, ``None`` fields left out.
+
+    Values a lenient read set aside are written back where they were, so that another tool's
+    record is never stripped of its own fields by passing through ours.
+    """
+    if record.unused:
+        from exporter.archive.lenient import dump_with_unused  # noqa: PLC0415 (imports this module)
+
+        return dump_with_unused(record)
     return record.model_dump_json(indent=2, exclude_none=True, by_alias=True) + "\n"

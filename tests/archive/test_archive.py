@@ -155,7 +155,7 @@ def test_hostile_batch_id_never_becomes_a_file(tmp_path: Path, batch_id: str) ->
                     "batch_id": "47",
                     "operation": "execute",
                     "timestamp": "2025-11-01T10:00:00Z",
-                    "duration_seconds": -3,
+                    "duration_seconds": "-3",  # the seed's schema refuses a string
                     "metrics": {},
                 }
             ).encode(),

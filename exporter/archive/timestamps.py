@@ -1,0 +1,82 @@
+"""Record timestamps: RFC 3339 as we write it, and the forms the seed's own scripts write.
+
+The seed writes ``git log --format=%ai`` times (``2025-11-01 10:00:00 +0100``) and naive
+``datetime.now().isoformat()``; other tools write RFC 3339 with leap seconds or lower-case
+``t``/``z``. All are read; an instant outside the years 1-9999 in UTC is refused.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Annotated, Any, Final
+
+from dateutil import parser as date_parser
+from pydantic import AfterValidator, BeforeValidator
+
+__all__ = ["Timestamp", "parse_timestamp"]
+
+
+def parse_timestamp(value: Any) -> Any:
+    """Accept what the seed's scripts write as well as strict ISO 8601.
+
+    The seed writes ``git log --format=%ai`` times (``2025-11-01 10:00:00 +0100``) and naive
+    ``datetime.now().isoformat()``; naive times are taken as the local time of this machine,
+    which is what the seed meant by them.
+    """
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)  # fast path: what we write
+        except ValueError:
+            parsed = None
+        try:
+            parsed = parsed or date_parser.isoparse(value)
+        except ValueError:
+            try:
+                parsed = date_parser.parse(value)
+            except (ValueError, OverflowError) as exc:
+                parsed = _leap_second(value)
+                if parsed is None:
+                    raise ValueError(f"not a date-time: {value[:40]!r}") from exc
+        value = parsed
+    if isinstance(value, datetime) and value.tzinfo is None:
+        try:
+            value = value.astimezone()
+        except (OverflowError, ValueError):  # year 1 or 9999 in a zone that leaves the range
+            raise ValueError("the instant is outside the years 1-9999 in UTC") from None
+    return value
+
+
+_LEAP_SECOND: Final = re.compile(r"(\d\d:\d\d:)60(?=[.,Zz+\- ]|$)")
+
+
+def _leap_second(value: str) -> datetime | None:
+    """RFC 3339 allows a leap second (``23:59:60``); Python cannot hold one: the second after."""
+    if not _LEAP_SECOND.search(value):
+        return None
+    try:
+        return date_parser.isoparse(_LEAP_SECOND.sub(r"\g<1>59", value, count=1)) + timedelta(
+            seconds=1
+        )
+    except (ValueError, OverflowError):
+        return None
+
+
+def _fixed_offset(value: datetime) -> datetime:
+    """Keep the offset, drop the zone rules: what a record can store and read back.
+
+    A time in a named zone (say 02:00 in a DST gap) would otherwise compare unequal to the
+    same instant read back from the file with its fixed offset. Refused: an instant outside
+    the years 1-9999 in UTC (``0001-01-01T00:00:00+05:00``), which no report could show.
+    """
+    try:
+        value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError("the instant is outside the years 1-9999 in UTC") from None
+    offset = value.utcoffset()
+    if offset is None or isinstance(value.tzinfo, timezone):
+        return value
+    return value.replace(tzinfo=timezone(offset), fold=0)
+
+
+Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp), AfterValidator(_fixed_offset)]

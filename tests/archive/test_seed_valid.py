@@ -1,0 +1,317 @@
+"""Every document the seed's schema accepts is read, with all its seed-defined figures counted.
+
+Documents are generated from the seed's own schema (``tests.support.seed.seed_schema``) and
+carry arbitrary extra fields of any JSON type, under any name and under every name the model
+itself uses (``status``, ``run_id``, ``notes``, ``by_model``, ...: taken from the model, so a
+field added later is covered too). Each must load, and each seed figure must either reach the
+index summary unchanged or be named in the record's ``unused`` with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from exporter.archive.files import read_record
+from exporter.archive.lenient import seed_problems
+from exporter.archive.lenient import seed_schema as shipped_seed_schema
+from exporter.archive.model import BatchRecord
+from exporter.archive.timestamps import parse_timestamp
+from exporter.cli.main import main
+from exporter.cli.validate import check_paths
+from exporter.index.store import ArchiveIndex, RecordSummary
+from tests.support.seed import seed_schema, seed_validator
+
+
+def _project_names(model: type[BaseModel]) -> set[str]:
+    """Every field name of the model and the models inside it."""
+    names: set[str] = set()
+    stack: list[Any] = [model]
+    seen: set[type[BaseModel]] = set()
+    while stack:
+        current = stack.pop()
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            if current in seen:
+                continue
+            seen.add(current)
+            for name, info in current.model_fields.items():
+                names.add(name)
+                stack.append(info.annotation)
+        else:
+            stack.extend(getattr(current, "__args__", ()))
+    return names
+
+
+PROJECT_NAMES = sorted(_project_names(BatchRecord))
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+integers = st.one_of(
+    st.integers(0, 50),
+    st.integers(),
+    st.integers(-(2**70), 2**70),
+    st.integers(0, 2**60).map(float),  # 3.0 is an integer for JSON schema
+)
+numbers = st.one_of(
+    st.floats(0, 1e4, allow_nan=False),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(-(2**64), 2**64),
+)
+
+
+@st.composite
+def date_times(draw: st.DrawFn) -> str:
+    """RFC 3339 date-times, in the forms other tools write them."""
+    moment = draw(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)))
+    minutes = draw(st.integers(-23 * 60 - 59, 23 * 60 + 59))
+    offset = timezone(timedelta(minutes=minutes))
+    timespec = draw(st.sampled_from(["seconds", "microseconds"]))
+    text = moment.replace(tzinfo=offset).isoformat(timespec=timespec)
+    if minutes == 0 and draw(st.booleans()):
+        text = text.removesuffix("+00:00") + draw(st.sampled_from(["Z", "z"]))
+    if draw(st.booleans()):
+        text = text.replace("T", "t")
+    return text
+
+
+def _extras(known: set[str]) -> st.SearchStrategy[dict[str, Any]]:
+    names = st.sampled_from([n for n in PROJECT_NAMES if n not in known]) | st.text(max_size=10)
+    return st.dictionaries(names.filter(lambda n: n not in known), json_values, max_size=4)
+
+
+def from_seed(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
+    """Values the seed's (sub)schema accepts, with extra fields in every object."""
+    if "enum" in schema:
+        return st.sampled_from(schema["enum"])
+    kind = schema.get("type")
+    if kind == "string":
+        return date_times() if schema.get("format") == "date-time" else st.text(max_size=20)
+    if kind == "array":
+        return st.lists(from_seed(schema.get("items", {})), max_size=3)
+    if kind == "object":
+        return _objects(schema)
+    return {"integer": integers, "number": numbers}.get(str(kind), json_values)
+
+
+@st.composite
+def _objects_drawn(draw: st.DrawFn, schema: dict[str, Any]) -> dict[str, Any]:
+    properties: dict[str, Any] = schema.get("properties", {})
+    required = set(schema.get("required", ()))
+    document: dict[str, Any] = draw(_extras(set(properties)))
+    for name, sub in properties.items():
+        if name in required or draw(st.booleans()):
+            document[name] = draw(from_seed(sub))
+    return document
+
+
+def _objects(schema: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    return _objects_drawn(schema)
+
+
+seed_documents = from_seed(seed_schema())
+
+
+# -- what the record and the index must say --------------------------------------------------
+
+
+def _set_aside(record: BatchRecord, path: tuple[str | int, ...]) -> bool:
+    return any(path[: len(u.path)] == u.path for u in record.unused)
+
+
+def _value(document: Any, path: tuple[str | int, ...]) -> Any:
+    for part in path:
+        if isinstance(document, dict):
+            document = document.get(part)
+        elif isinstance(document, list) and isinstance(part, int) and part < len(document):
+            document = document[part]
+        else:
+            return None
+    return document
+
+
+def _expected(record: BatchRecord, document: dict[str, Any], *path: str | int) -> Any:
+    return None if _set_aside(record, path) else _value(document, path)
+
+
+SUMMARY_PATHS: dict[str, tuple[str, ...]] = {
+    "duration_seconds": ("duration_seconds",),
+    "total_items": ("metrics", "total_items"),
+    "success_count": ("metrics", "success_count"),
+    "failure_count": ("metrics", "failure_count"),
+    "partial_count": ("metrics", "partial_count"),
+    "stages": ("metrics", "stages"),
+    "input_tokens": ("metrics", "token_usage", "input_tokens"),
+    "output_tokens": ("metrics", "token_usage", "output_tokens"),
+    "total_tokens": ("metrics", "token_usage", "total_tokens"),
+    "estimated_cost": ("metrics", "token_usage", "estimated_cost"),
+    "parallel_efficiency": ("optimization_metrics", "parallel_efficiency"),
+}
+
+
+def _check_summary(summary: RecordSummary, record: BatchRecord, document: dict[str, Any]) -> None:
+    assert summary.batch_id == document["batch_id"]
+    assert summary.operation == document["operation"]
+    assert summary.timestamp == parse_timestamp(document["timestamp"]).timestamp()
+    for name, path in SUMMARY_PATHS.items():
+        assert getattr(summary, name) == _expected(record, document, *path), name
+    stages = _value(document, ("metrics", "stage_durations")) or []
+    assert [(s.stage, s.duration_seconds, s.items) for s in summary.stage_durations] == [
+        (
+            _expected(record, document, "metrics", "stage_durations", i, "stage"),
+            _expected(record, document, "metrics", "stage_durations", i, "duration_seconds"),
+            len(stage.get("items", [])),
+        )
+        for i, stage in enumerate(stages)
+    ]
+    errors = _value(document, ("metrics", "errors")) or []
+    assert list(summary.error_types) == [e.get("error_type") or "unknown" for e in errors]
+
+
+def _only_limits(record: BatchRecord) -> None:
+    """What was set aside is a project field of another type, or a figure beyond a documented
+    limit of the model: never a figure the model could have held."""
+    for u in record.unused:
+        assert u.reason and "\n" not in u.reason
+        if u.path[-1] in PROJECT_NAMES and "another tool's field" in u.reason:
+            continue
+        assert isinstance(u.value, int | float), (u.where, u.value, u.reason)
+        limits = ("greater than or equal", "less than or equal", "exceeds total_items")
+        assert any(x in u.reason for x in (*limits, "after year 9999", "finite")), u
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(document=seed_documents)
+def test_every_seed_valid_document_is_read_with_its_figures(document: dict[str, Any]) -> None:
+    assert list(seed_validator().iter_errors(document)) == []
+    assert seed_problems(document) == []
+    with tempfile.TemporaryDirectory() as directory:
+        archive = Path(directory) / "archive"
+        archive.mkdir()
+        path = archive / "batch-generated-execute.json"
+        path.write_text(json.dumps(document), encoding="utf-8")
+        record = read_record(path)
+        _only_limits(record)
+        (finding,) = check_paths([path])
+        assert finding.reason is None
+        assert len(finding.notes) >= len(record.unused)
+        with ArchiveIndex(archive, Path(directory) / "index.sqlite") as index:
+            result = index.refresh()
+            assert result.invalid == {}
+            (summary,) = index.summaries()
+        _check_summary(summary, record, document)
+
+
+# -- the runtime's seed check agrees with jsonschema ----------------------------------------
+
+
+def test_the_shipped_seed_schema_is_the_seeds() -> None:
+    assert shipped_seed_schema() == seed_schema()
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> Any:
+    document = draw(seed_documents)
+    paths: list[tuple[str, ...]] = [
+        ("batch_id",),
+        ("operation",),
+        ("timestamp",),
+        ("metrics",),
+        ("duration_seconds",),
+    ]
+    metrics = document["metrics"]
+    paths += [("metrics", k) for k in metrics]
+    *parents, key = draw(st.sampled_from(paths))
+    target = document
+    for parent in parents:
+        target = target[parent]
+    if draw(st.booleans()):
+        target[key] = draw(json_values)
+    else:
+        target.pop(key, None)
+    return document
+
+
+@settings(max_examples=300, deadline=None)
+@given(document=mutated())
+def test_seed_check_agrees_with_jsonschema(document: Any) -> None:
+    ours = [p for p in seed_problems(document) if not p.endswith("is not a date-time")]
+    theirs = list(jsonschema.Draft7Validator(seed_schema()).iter_errors(document))
+    assert bool(ours) == bool(theirs), (ours, [e.message for e in theirs])
+
+
+def test_timestamps_in_utc_and_leap_seconds() -> None:
+    assert parse_timestamp("1990-12-31T23:59:60Z") == datetime(1991, 1, 1, tzinfo=UTC)
+    assert parse_timestamp("2020-01-01t10:00:00z") == datetime(2020, 1, 1, 10, tzinfo=UTC)
+
+
+# -- validate: three verdicts ----------------------------------------------------------------
+
+OURS = {
+    "batch_id": "47",
+    "operation": "execute",
+    "timestamp": "2025-11-01T10:00:00Z",
+    "duration_seconds": 120.5,
+    "metrics": {"total_items": 3, "success_count": 2, "failure_count": 1},
+    "status": "partial",
+    "notes": ["no stage durations: the orchestrator wrote none"],
+}
+
+
+def test_validate_tells_invalid_from_noted_from_understood(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    (archive / "batch-47-execute.json").write_text(json.dumps(OURS), encoding="utf-8")
+    theirs = {**OURS, "batch_id": "48", "notes": "Successfully generated", "status": "done"}
+    (archive / "batch-48-execute.json").write_text(json.dumps(theirs), encoding="utf-8")
+    broken = {k: v for k, v in OURS.items() if k != "metrics"}  # the seed requires metrics
+    (archive / "batch-49-execute.json").write_text(json.dumps(broken), encoding="utf-8")
+    assert main(["validate", str(archive)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"note: {archive}/batch-48-execute.json: status: not used: not this project's 'status' "
+        "(Input should be 'completed', 'partial', 'failed' or 'crashed'): another tool's field",
+        f"note: {archive}/batch-48-execute.json: notes: not used: not this project's 'notes' "
+        "(Input should be a valid list): another tool's field",
+        f"invalid: {archive}/batch-49-execute.json: wrong schema: metrics: Field required",
+    ]
+    assert captured.out == "checked 3 record file(s): 2 valid (1 with notes), 1 invalid\n"
+    (archive / "batch-49-execute.json").unlink()
+    assert main(["validate", str(archive), "--json"]) == 0  # notes alone: exit 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["valid"] == 2 and document["invalid"] == []
+    assert [n["path"] for n in document["notes"]] == [f"{archive}/batch-48-execute.json"]
+
+
+def test_validate_notes_what_the_seed_refuses_but_the_model_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the seed's own analyze-batch.py writes front-matter stages as strings
+    seed_written = {**OURS, "metrics": {"stage_durations": [{"stage": "1", "items": []}]}}
+    path = tmp_path / "batch-47-execute.json"
+    path.write_text(json.dumps(seed_written), encoding="utf-8")
+    assert main(["validate", str(path)]) == 0
+    assert capsys.readouterr().err == (
+        f"note: {path}: not valid for the seed's schema, read anyway: "
+        "metrics.stage_durations[0].stage: \"1\" is not of type 'integer'\n"
+    )
