@@ -6,10 +6,11 @@ File names follow the seed: the first run of a batch and operation is
 finds every run and no run's record replaces another's. Writing the same run again replaces its
 own file (idempotent).
 
-Every write is atomic: the record goes to a temporary file in the same directory, is fsynced,
-and is then linked (first run, which must not replace a concurrent writer's file) or renamed
-(same run) into place, and the directory is fsynced. A reader therefore sees a complete old
-file, a complete new file, or none, never a torn one.
+Every write is atomic (exporter/util/atomic.py): the record goes to a temporary file in the
+same directory, readable per the user's umask, is fsynced, and is then linked (first run, which
+must not replace a concurrent writer's file) or renamed (same run) into place, and the directory
+is fsynced. A reader therefore sees a complete old file, a complete new file, or none, never a
+torn one.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import contextlib
 import errno
 import os
 import stat
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,8 @@ from exporter.archive.model import (
     dump_record,
     parse_record,
 )
+from exporter.util.atomic import fsync_dir, write_temp
+from exporter.util.atomic import replace_atomically as _replace
 from exporter.util.errors import UserError
 from exporter.util.paths import DEFAULT_ARCHIVE, RECORD_GLOB, is_record_name
 
@@ -206,46 +208,19 @@ def find_runs(archive: Path, batch_id: str, operation: str) -> list[LoadedRecord
     return found
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_temp(directory: Path, content: str, *, durable: bool = True) -> Path:
-    fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(content)
-            handle.flush()
-            if durable:
-                os.fsync(handle.fileno())
-    except BaseException:
-        with contextlib.suppress(OSError):
-            Path(name).unlink()
-        raise
-    return Path(name)
+    return write_temp(directory, content, prefix=TEMP_PREFIX, suffix=".json", durable=durable)
 
 
 def replace_atomically(path: Path, content: str, *, durable: bool = True) -> None:
     """Put ``content`` at ``path`` so that readers see the old file or the new one, never a mix.
 
-    The content goes to a temporary file beside ``path`` and is renamed over it. With
-    ``durable`` the file is fsynced before the rename and the directory after it, so the new
-    content survives a power loss once this returns; without, it survives the death of this
-    process (the kernel has it) but a power loss may leave the old file. Raises OSError.
+    :func:`exporter.util.atomic.replace_atomically` with this archive's temporary names (which
+    ``recover`` tidies). With ``durable`` the file is fsynced before the rename and the
+    directory after it; without, it survives the death of this process but maybe not a power
+    loss. Raises OSError.
     """
-    tmp = _write_temp(path.parent, content, durable=durable)
-    try:
-        tmp.replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    if durable:
-        _fsync_dir(path.parent)
+    _replace(path, content, durable=durable, prefix=TEMP_PREFIX, suffix=".json")
 
 
 def _same_run(path: Path, record: BatchRecord) -> bool:
@@ -275,7 +250,7 @@ def write_record(archive: Path, record: BatchRecord) -> Path:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-        _fsync_dir(archive)
+        fsync_dir(archive)
     except OSError as exc:
         raise ArchiveError(f"cannot write record to {archive}: {exc.strerror or exc}") from exc
     return target

@@ -22,17 +22,15 @@ stderr; OpenMetrics text to --output (default: stdout).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 from exporter.cli.options import add_archive_option
 from exporter.index.store import ArchiveIndex
 from exporter.prometheus.backfill import BackfillStats, write_openmetrics
 from exporter.prometheus.blocks import BlocksError, write_blocks
+from exporter.util.atomic import atomic_open
 from exporter.util.errors import CommandError
 
 __all__ = ["add_arguments", "parse_label", "run"]
@@ -78,17 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _write_file(target: Path, index: ArchiveIndex, labels: dict[str, str]) -> BackfillStats:
     """Write atomically: a temporary file beside ``target``, renamed into place when complete."""
-    directory = target.parent if str(target.parent) else Path()
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            stats = write_openmetrics(index.summaries(), handle, labels=labels)
-        Path(name).replace(target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            Path(name).unlink()
-        raise
-    return stats
+    with atomic_open(target, newline="\n") as handle:
+        return write_openmetrics(index.summaries(), handle, labels=labels)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from typing import Final
 
 from exporter.prometheus.rules import render_rules
 from exporter.signals.thresholds import load_thresholds
+from exporter.util.atomic import replace_atomically
 from exporter.util.errors import CommandError
 
 __all__ = ["DEFAULT_RULES_FILE", "add_arguments", "run"]
@@ -70,9 +71,7 @@ def run(args: argparse.Namespace) -> int:
     target = Path(args.output)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(target)
+        replace_atomically(target, text)
     except OSError as exc:
         raise CommandError(f"cannot write {target}: {exc.strerror or exc}") from exc
     return 0

@@ -5,8 +5,6 @@ and alerting. :func:`render` is pure; :func:`write` and :func:`stale` compare wi
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Final
 
@@ -15,6 +13,7 @@ import yaml
 from exporter.grafana import alerting, dashboards
 from exporter.grafana.panels import DATASOURCE_UID
 from exporter.signals.thresholds import Thresholds
+from exporter.util.atomic import replace_atomically
 
 __all__ = [
     "DASHBOARDS_DIR",
@@ -132,9 +131,5 @@ def write(root: Path, thresholds: Thresholds) -> list[str]:
     for relative in changed:
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(rendered[relative])
-        Path(tmp).chmod(0o644)
-        Path(tmp).replace(path)
+        replace_atomically(path, rendered[relative])
     return changed

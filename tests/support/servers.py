@@ -169,9 +169,17 @@ def start_prometheus(
 
 
 def start_pushgateway(workdir: Path) -> Server:
+    """A Pushgateway whose state lives in ``workdir``: Debian's package defaults
+    ``--persistence.file`` to a system-wide file, which a test must neither write nor read."""
     binary = require_binary("pushgateway")
     return start_server(
-        "pushgateway", lambda port: [binary, f"--web.listen-address={LOOPBACK}:{port}"], workdir
+        "pushgateway",
+        lambda port: [
+            binary,
+            f"--web.listen-address={LOOPBACK}:{port}",
+            f"--persistence.file={workdir / 'pushgateway.db'}",
+        ],
+        workdir,
     )
 
 
