@@ -11,7 +11,6 @@ a model has none). A model missing from the table is *unpriced*: its cost is ``N
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -22,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from exporter.archive.model import CostSource
 from exporter.util.datafile import load_data_file
+from exporter.util.settings import path_setting
 
 __all__ = [
     "ENV_VAR",
@@ -143,7 +143,7 @@ def default_pricing() -> PricingTable:
 
 def load_pricing(path: Path | None = None) -> PricingTable:
     """The built-in table, with ``path`` (else ``$BATCH_METRICS_PRICING``) merged over it."""
-    if path is None and os.environ.get(ENV_VAR):
-        path = Path(os.environ[ENV_VAR])
+    if path is None:
+        path = path_setting("PRICING")
     table = default_pricing()
     return table if path is None else table.merged(_table(path))

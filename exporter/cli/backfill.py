@@ -32,6 +32,7 @@ from exporter.prometheus.backfill import BackfillStats, write_openmetrics
 from exporter.prometheus.blocks import BlocksError, write_blocks
 from exporter.util.atomic import atomic_open
 from exporter.util.errors import CommandError
+from exporter.util.paths import require_archive
 
 __all__ = ["add_arguments", "parse_label", "run"]
 
@@ -81,9 +82,7 @@ def _write_file(target: Path, index: ArchiveIndex, labels: dict[str, str]) -> Ba
 
 
 def run(args: argparse.Namespace) -> int:
-    archive: Path = args.archive
-    if not archive.is_dir():
-        raise CommandError(f"archive {archive} is not a directory", 2)
+    archive = require_archive(args.archive)
     labels = dict(args.label)
     with ArchiveIndex(archive) as index:
         result = index.refresh()

@@ -2,20 +2,23 @@
 
 Each subcommand lives in ``exporter/cli/<name>.py`` and provides ``add_arguments(parser)``
 and ``run(args) -> int``. Only the chosen command's module is imported, so ``trends`` does not
-pay for the HTTP server's imports. Expected failures (bad input, unreadable archive) end as one
-line on stderr and a non-zero exit, never a traceback.
+pay for the HTTP server's imports. Expected failures (bad input, unreadable archive, a bad
+``BATCH_METRICS_*`` variable, a usage error) end as one line on stderr and the exit status of
+the convention in :mod:`exporter.util.errors`, never a traceback or argparse's usage block.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Final, Protocol, cast
+from typing import Final, NoReturn, Protocol, cast
 
-from exporter.util.errors import UserError
+from exporter.util.errors import EXIT_FINDINGS, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, UserError
+from exporter.util.settings import load_settings
 
 __all__ = ["COMMANDS", "main"]
 
@@ -36,6 +39,37 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
 }
 
 
+_EPILOG: Final = f"""\
+Run '{PROG} COMMAND --help' for a command's options and examples.
+
+exit status (every command):
+  {EXIT_OK}  done
+  {EXIT_FINDINGS}  findings or failure: invalid records, a stale rule file, bottlenecks with
+     --fail-on-bottleneck; or the command could not finish (a file it cannot write)
+  {EXIT_USAGE}  usage or bad input: unknown option, bad value or BATCH_METRICS_* variable,
+     a missing archive, file or directory
+  {EXIT_PARTIAL}  done, but part of the input was unavailable (analyze without git history)
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: no usage block, a pointer to --help instead."""
+
+    help_hint: str | None = None  # the command's --help, for errors the top parser reports
+
+    def error(self, message: str) -> NoReturn:
+        hint = self.help_hint or f"{self.prog} --help"
+        self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see '{hint}')\n")
+
+
+def version() -> str:
+    """The installed distribution's version."""
+    try:
+        return importlib.metadata.version("batch-metrics")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 class _Command(Protocol):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
     def run(self, args: argparse.Namespace) -> int: ...
@@ -45,13 +79,15 @@ def _load(name: str) -> _Command:
     return cast(_Command, importlib.import_module(COMMANDS[name][0]))
 
 
-def _build_parser(selected: str | None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _build_parser(selected: str | None) -> _Parser:
+    parser = _Parser(
         prog=PROG,
         description="Metrics, trends and monitoring for LLM-agent batch operations.",
-        epilog=f"Run '{PROG} COMMAND --help' for a command's options and examples.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log diagnostics to stderr")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_, help_text) in COMMANDS.items():
         command_parser = sub.add_parser(
@@ -81,13 +117,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     selected = _selected_command(args_list)
-    parser = _build_parser(selected if selected in COMMANDS else None)
-    args = parser.parse_args(args_list)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format=f"{PROG}: %(levelname)s: %(message)s",
-    )
     try:
+        load_settings()  # every BATCH_METRICS_* variable checked once, before any command
+        parser = _build_parser(selected if selected in COMMANDS else None)
+        if selected in COMMANDS:
+            parser.help_hint = f"{PROG} {selected} --help"
+        args = parser.parse_args(args_list)
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.WARNING,
+            format=f"{PROG}: %(levelname)s: %(message)s",
+        )
         return _load(args.command).run(args)
     except UserError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

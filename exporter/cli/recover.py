@@ -15,11 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import timedelta
-from pathlib import Path
 
 from exporter.archive.recovery import DEFAULT_STALE_AFTER, DEFAULT_TEMP_MAX_AGE, recover
 from exporter.cli.options import add_archive_option
-from exporter.util.errors import CommandError
+from exporter.util.paths import require_archive
 
 __all__ = ["add_arguments", "run"]
 
@@ -61,9 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    archive: Path = args.archive
-    if not archive.is_dir():
-        raise CommandError(f"{archive} is not a directory", 2)
+    archive = require_archive(args.archive)
     actions = recover(
         archive,
         stale_after=timedelta(hours=args.stale_after),

@@ -4,8 +4,10 @@ A long-running HTTP server: ``/metrics`` (Prometheus text or OpenMetrics by ``Ac
 ``/health`` and a landing page at ``/``. The figures are derived from the archive, so they
 survive restarts of the orchestrator and of this server alike; new records show at the next
 scrape, and the archive is re-checked file by file every ``--rescan-interval`` seconds to catch
-records rewritten in place. Running tasks and their heartbeat ages come from the orchestrator's
-heartbeat files under ``--orchestration-dir``. Stop it with Ctrl-C or SIGTERM.
+records rewritten in place. A missing or unlistable archive is an error (exit 2); record files
+it may not read (another user's, owner-only) make ``/health`` fail. Running tasks and their
+heartbeat ages come from the orchestrator's heartbeat files under ``--orchestration-dir``.
+Stop it with Ctrl-C or SIGTERM.
 
 It listens on 127.0.0.1 unless told otherwise. ``--web.config.file`` adds TLS and basic auth in
 the format of Prometheus' exporters (docs/security.md); connections are bounded in number and
@@ -17,7 +19,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
@@ -26,19 +27,21 @@ from types import FrameType
 from exporter.cli.options import add_archive_option, port_number
 from exporter.index.store import ArchiveIndex, default_index_path
 from exporter.prometheus.live import DEFAULT_ORCHESTRATION_DIR
-from exporter.prometheus.server import DEFAULT_PORT, Limits, MetricsServer, build_registry
+from exporter.prometheus.server import (
+    DEFAULT_PORT,
+    Limits,
+    MetricsServer,
+    archive_problem,
+    build_registry,
+)
 from exporter.prometheus.webconfig import WebConfig, load_web_config
 from exporter.util.errors import CommandError
-from exporter.util.paths import DEFAULT_ARCHIVE
+from exporter.util.paths import DEFAULT_ARCHIVE, require_archive
+from exporter.util.settings import load_settings
 
 __all__ = ["add_arguments", "run"]
 
-_ENV_PREFIX = "BATCH_METRICS_"
 _log = logging.getLogger(__name__)
-
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get(_ENV_PREFIX + name) or default
 
 
 def _seconds(text: str) -> float:
@@ -85,22 +88,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "  batch-metrics serve\n"
         "  batch-metrics serve --bind 0.0.0.0 --port 9477 --web.config.file web.yml"
     )
-    add_archive_option(parser, default=Path(_env("ARCHIVE", str(DEFAULT_ARCHIVE))))
+    env = load_settings()  # checked by main() already: a bad value is one error line
+    add_archive_option(parser, default=env.archive or DEFAULT_ARCHIVE)
     parser.add_argument(
         "--orchestration-dir",
         type=Path,
-        default=Path(_env("ORCHESTRATION_DIR", str(DEFAULT_ORCHESTRATION_DIR))),
+        default=env.orchestration_dir or DEFAULT_ORCHESTRATION_DIR,
         help="orchestrator's directory with tasks/batch-*/task-*.hb (default: %(default)s)",
     )
     parser.add_argument(
         "--bind",
-        default=_env("BIND", "127.0.0.1"),
+        default=env.bind or "127.0.0.1",
         help="address to listen on (default: %(default)s)",
     )
     parser.add_argument(
         "--port",
         type=port_number,
-        default=port_number(_env("PORT", str(DEFAULT_PORT))),
+        default=DEFAULT_PORT if env.port is None else env.port,
         help="port to listen on, 0 for any free one (default: %(default)s)",
     )
     parser.add_argument(
@@ -115,7 +119,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--web-config",
         dest="web_config",
         type=Path,
-        default=os.environ.get(_ENV_PREFIX + "WEB_CONFIG") or None,
+        default=env.web_config,
         metavar="FILE",
         help="TLS and basic auth, in the format of Prometheus' exporter-toolkit "
         "(docs/security.md; default: none, plain HTTP)",
@@ -138,10 +142,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    archive: Path = args.archive
-    if archive.exists() and not archive.is_dir():
-        raise CommandError(f"archive {archive} is not a directory", 2)
     web = load_web_config(Path(args.web_config)) if args.web_config else WebConfig()
+    archive = require_archive(args.archive)
     if not _is_loopback(args.bind) and web.ssl_context is None and web.auth is None:
         _log.warning(
             "listening on %s without TLS or basic auth: anyone who can reach it can read the "
@@ -179,6 +181,9 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    problem = status.error if not status.ok else archive_problem(index)
+    if problem is not None:
+        print(f"batch-metrics: error: {problem}; /health fails", file=sys.stderr, flush=True)
     try:
         server.wait()
     except KeyboardInterrupt:

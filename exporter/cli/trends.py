@@ -4,7 +4,8 @@ Reads the archive (through its index), prints the report on stdout and saves the
 report (by default to .ce/trend-analysis-report.md, as the seed's trend-analysis.py does).
 ``--recent N`` takes the N most recent runs by start time; ``--since`` a time window; both
 combine with ``--operation``. Bottlenecks use the shared thresholds file.
-Exit status: 0 report written, 1 error, 3 bottlenecks found with --fail-on-bottleneck.
+Exit status: 0 report written, 1 bottlenecks found with --fail-on-bottleneck, 2 bad input
+(no archive, say): the convention of every command (``batch-metrics --help``).
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from exporter.reports.render import open_index, warn_invalid, write_text_atomic
 from exporter.reports.since import parse_since
 from exporter.reports.trends import compute_trends
 from exporter.signals.thresholds import load_thresholds
-from exporter.util.errors import CommandError
+from exporter.util.errors import EXIT_FINDINGS, CommandError
 from exporter.util.paths import DEFAULT_REPORT
 from instrumentation.semconv import OPERATIONS
 
 __all__ = ["DEFAULT_REPORT", "EXIT_BOTTLENECK", "add_arguments", "run"]
 
-EXIT_BOTTLENECK: Final = 3
+EXIT_BOTTLENECK: Final = EXIT_FINDINGS
 
 _EPILOG: Final = """\
 examples:

@@ -71,6 +71,7 @@ from exporter.index.writes import (
     write_rows,
 )
 from exporter.util.paths import is_record_name
+from exporter.util.settings import path_setting
 
 __all__ = [
     "ENV_INDEX",
@@ -112,8 +113,9 @@ def default_index_path(archive: Path, *, purpose: str = "") -> Path | None:
     the archive: SQLite's journal files would change the directory's mtime, which is how the
     index notices new records, and the archive may be mounted read-only.
     """
-    if os.environ.get(ENV_INDEX):
-        return Path(os.environ[ENV_INDEX])
+    configured = path_setting("INDEX")
+    if configured is not None:
+        return configured
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "batch-metrics"
     digest = hashlib.sha256(str(archive.resolve()).encode()).hexdigest()[:16]
     try:

@@ -4,49 +4,47 @@
 ``/metrics`` is prometheus_client's exposition app, so content negotiation (Prometheus text
 0.0.4 or OpenMetrics 1.0 by ``Accept``), gzip and ``name[]`` filtering behave as in every
 client_python exporter; ``/health`` answers 200 with a JSON status while the last archive scan
-succeeded and 503 when it failed; ``/`` links to both. Only GET and HEAD on those three paths
-are served (405 with ``Allow`` for other methods, 404 for other paths); with basic auth
-configured every path needs credentials (401 with ``WWW-Authenticate``).
+succeeded and every record file could be read, and 503 when the scan failed, the archive
+directory is missing, or record files cannot be read (see archive_problem); ``/`` links to
+both. Only GET and HEAD on those three paths are served (405 with ``Allow`` for other methods,
+404 for other paths); with basic auth configured every path needs credentials (401 with
+``WWW-Authenticate``).
 
-:class:`MetricsServer` runs that app on a hardened WSGI server and rescans the archive (stat
-every file) in the background. The server is built for an untrusted network (docs/security.md):
-
-* at most ``max_connections`` connections at once, served by a thread pool of that size; a
-  connection beyond it is refused at once (503 on plain HTTP), so memory and threads are bounded;
-* per connection, a deadline of ``timeout`` seconds for the TLS handshake, another for the whole
-  request head (a client sending one byte a second is cut off, however steadily it sends), and
-  another for writing the response to a client that does not read;
-* optional TLS and basic auth from a web config file (:mod:`exporter.prometheus.webconfig`);
-* ``X-Content-Type-Options: nosniff`` and a ``Server`` header without versions on every response.
+:class:`MetricsServer` runs that app on the hardened WSGI server of
+:mod:`exporter.prometheus.httpd` (bounded connections, per-phase deadlines, optional TLS;
+docs/security.md) and rescans the archive (stat every file) in the background. Every response
+carries ``X-Content-Type-Options: nosniff`` and a ``Server`` header without versions.
 """
 
 from __future__ import annotations
 
-import contextlib
 import html
-import io
 import json
 import logging
-import socket
-import ssl
 import threading
-import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, cast
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from exporter.index.store import ArchiveIndex
 from exporter.prometheus.collector import ArchiveCollector
+from exporter.prometheus.httpd import SERVER_NAME, HardenedServer, Limits
 from exporter.prometheus.live import HeartbeatCollector
 from exporter.prometheus.webconfig import BasicAuth, WebConfig
 
-__all__ = ["DEFAULT_PORT", "PATHS", "Limits", "MetricsServer", "build_registry", "create_app"]
+__all__ = [
+    "DEFAULT_PORT",
+    "PATHS",
+    "Limits",
+    "MetricsServer",
+    "archive_problem",
+    "build_registry",
+    "create_app",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -55,18 +53,9 @@ _log = logging.getLogger(__name__)
 DEFAULT_PORT: Final = 9477
 PATHS: Final = ("/", "/metrics", "/health")
 _METHODS: Final = ("GET", "HEAD")
-_SERVER_NAME: Final = "batch-metrics"
-_COMMON_HEADERS: Final = [("X-Content-Type-Options", "nosniff"), ("Server", _SERVER_NAME)]
-_CHALLENGE: Final = ("WWW-Authenticate", f'Basic realm="{_SERVER_NAME}", charset="UTF-8"')
-_BUSY: Final = (
-    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
-    b"Connection: close\r\n\r\ntoo many connections\n"
-)
-_NOT_TLS: Final = (
-    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 48\r\n"
-    b"Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
-)
-_TLS_HANDSHAKE: Final = 0x16  # first byte of every TLS connection (a handshake record)
+_UNREADABLE: Final = "cannot read"  # how exporter.archive.files explains an unreadable file
+_COMMON_HEADERS: Final = [("X-Content-Type-Options", "nosniff"), ("Server", SERVER_NAME)]
+_CHALLENGE: Final = ("WWW-Authenticate", f'Basic realm="{SERVER_NAME}", charset="UTF-8"')
 
 _LANDING: Final = """<!doctype html>
 <html><head><meta charset="utf-8"><title>batch-metrics exporter</title></head>
@@ -79,18 +68,6 @@ _LANDING: Final = """<!doctype html>
 """
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Bounds on what clients may cost: connections at once, and seconds per phase."""
-
-    max_connections: int = 32
-    timeout: float = 10.0  # each of: TLS handshake, request head, response write
-
-    def __post_init__(self) -> None:
-        if self.max_connections < 1 or not self.timeout > 0:
-            raise ValueError("max_connections must be >= 1 and timeout positive")
-
-
 def build_registry(
     index: ArchiveIndex, orchestration: Path | None = None
 ) -> tuple[CollectorRegistry, ArchiveCollector]:
@@ -101,6 +78,28 @@ def build_registry(
     if orchestration is not None:
         registry.register(HeartbeatCollector(orchestration))
     return registry, collector
+
+
+def archive_problem(index: ArchiveIndex) -> str | None:
+    """Why the archive cannot be served in full (one line), or None.
+
+    A missing archive directory, and record files this process may not read (a record written
+    owner-only by another user, say) are failures of the exporter, not invalid records: the
+    figures would silently leave those batches out.
+    """
+    archive = index.archive
+    if not archive.is_dir():
+        return f"no archive directory at {archive}"
+    invalid = index.invalid_files()
+    unreadable = sorted(name for name, why in invalid.items() if why.startswith(_UNREADABLE))
+    if not unreadable:
+        return None
+    more = f" and {len(unreadable) - 3} more" if len(unreadable) > 3 else ""
+    reason = invalid[unreadable[0]].removeprefix(_UNREADABLE).strip(": ")
+    return (
+        f"cannot read {len(unreadable)} record file(s) in {archive}: {reason} "
+        f"({', '.join(unreadable[:3])}{more})"
+    )
 
 
 def _respond(
@@ -145,14 +144,15 @@ def create_app(
             return cast(Iterable[bytes], metrics_app(as_get, start_response))
         if path == "/health":
             status = collector.status
+            error = status.error if not status.ok else archive_problem(collector.index)
             body = {
-                "status": "ok" if status.ok else "error",
+                "status": "ok" if error is None else "error",
                 "records": status.records,
                 "invalid_records": status.invalid,
                 "last_scan_timestamp": status.finished_at,
-                "error": status.error,
+                "error": error,
             }
-            code = "200 OK" if status.ok else "503 Service Unavailable"
+            code = "200 OK" if error is None else "503 Service Unavailable"
             return _respond(start_response, code, "application/json", json.dumps(body).encode())
         return _respond(start_response, "200 OK", "text/html; charset=utf-8", landing)
 
@@ -173,190 +173,13 @@ def create_app(
     return app
 
 
-class _Deadline:
-    """Seconds left of a phase; sets the socket timeout to them before each blocking call."""
-
-    def __init__(self, sock: socket.socket, seconds: float, what: str) -> None:
-        self._sock = sock
-        self._seconds = seconds
-        self._what = what
-        self._end: float | None = None
-
-    def arm(self) -> None:
-        if self._end is None:
-            self._end = time.monotonic() + self._seconds
-        left = self._end - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"{self._what} took longer than {self._seconds:g} s")
-        self._sock.settimeout(left)
-
-
-class _DeadlineReader(io.RawIOBase):
-    """The request stream: every read counts against one deadline for the whole head."""
-
-    def __init__(self, sock: socket.socket, deadline: _Deadline) -> None:
-        self._sock = sock
-        self._deadline = deadline
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        self._deadline.arm()
-        return self._sock.recv_into(buffer)
-
-
-class _DeadlineWriter(io.BufferedIOBase):
-    """The response stream: all writes together must finish within one deadline."""
-
-    def __init__(self, sock: socket.socket, deadline: _Deadline) -> None:
-        self._sock = sock
-        self._deadline = deadline
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        self._deadline.arm()
-        self._sock.sendall(data)
-        return len(data)
-
-
-class _Handler(WSGIRequestHandler):
-    """One request per connection, under deadlines, without version banners or noisy logs."""
-
-    server: _HardenedServer
-
-    def setup(self) -> None:
-        super().setup()
-        self.rfile.close()  # replaced below; closing releases its hold on the socket
-        timeout = self.server.limits.timeout
-        self.rfile = io.BufferedReader(
-            _DeadlineReader(self.connection, _Deadline(self.connection, timeout, "request head"))
-        )
-        self.wfile = _DeadlineWriter(
-            self.connection, _Deadline(self.connection, timeout, "response")
-        )
-
-    def handle(self) -> None:
-        try:
-            super().handle()
-        except OSError as exc:  # timeouts, resets, TLS errors: the client's problem, not ours
-            _log.debug("connection from %s dropped: %s", self.address_string(), exc)
-            self.close_connection = True
-
-    def version_string(self) -> str:
-        return _SERVER_NAME
-
-    def log_message(self, format: str, *args: Any) -> None:
-        _log.debug("%s - %s", self.address_string(), format % args)
-
-
-class _HardenedServer(WSGIServer):
-    """A WSGI server with a bounded pool of connection threads and optional TLS."""
-
-    request_queue_size = 128  # listen backlog (socketserver's default is 5)
-
-    def __init__(
-        self,
-        address: tuple[str, int],
-        limits: Limits,
-        ssl_context: ssl.SSLContext | None,
-    ) -> None:
-        # Set up before binding: a failed bind calls server_close().
-        self.limits = limits
-        self.ssl_context = ssl_context
-        self._pool = ThreadPoolExecutor(limits.max_connections, thread_name_prefix="metrics-conn")
-        self._slots = threading.BoundedSemaphore(limits.max_connections)
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        self._refused = 0
-        self.address_family = _family(address[0])
-        super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            self._refuse(request)
-            return
-        with self._open_lock:
-            self._open.add(request)
-        self._pool.submit(self._serve, request, client_address)
-
-    def _refuse(self, request: socket.socket) -> None:
-        self._refused += 1
-        _log.log(
-            logging.WARNING if self._refused == 1 else logging.DEBUG,
-            "refusing a connection: all %d connection slots are busy",
-            self.limits.max_connections,
-        )
-        if self.ssl_context is None:
-            try:
-                request.setblocking(False)
-                request.send(_BUSY)
-            except OSError:
-                pass
-        self.shutdown_request(request)
-
-    def _serve(self, request: socket.socket, client_address: Any) -> None:
-        connection: socket.socket | None = request
-        try:
-            if self.ssl_context is not None:
-                connection = self._handshake(request)
-                with self._open_lock:  # the TLS socket now owns the file descriptor
-                    self._open.discard(request)
-                    if connection is not None:
-                        self._open.add(connection)
-            if connection is not None:
-                self.finish_request(connection, client_address)
-        except OSError as exc:
-            _log.debug("connection from %s dropped: %s", client_address[0], exc)
-        except Exception:  # a bug in the app: log it, keep serving
-            _log.exception("error serving a request from %s", client_address[0])
-        finally:
-            with self._open_lock:
-                self._open.discard(request)
-                if connection is not None:
-                    self._open.discard(connection)
-            self.shutdown_request(connection if connection is not None else request)
-            self._slots.release()
-
-    def _handshake(self, request: socket.socket) -> ssl.SSLSocket | None:
-        assert self.ssl_context is not None
-        request.settimeout(self.limits.timeout)  # one deadline for the whole handshake
-        first = request.recv(1, socket.MSG_PEEK)
-        if first and first[0] != _TLS_HANDSHAKE:
-            request.sendall(_NOT_TLS)
-            return None
-        return self.ssl_context.wrap_socket(request, server_side=True)
-
-    def close_connections(self) -> None:
-        """Cut every open connection, so that stopping does not wait for slow clients."""
-        with self._open_lock:
-            for sock in self._open:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def server_close(self) -> None:
-        super().server_close()
-        self.close_connections()
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _family(host: str) -> socket.AddressFamily:
-    try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror:
-        return socket.AF_INET  # let bind() report the bad address
-    return infos[0][0] if infos else socket.AF_INET
-
-
 @dataclass
 class MetricsServer:
     """A running exporter: HTTP(S) on ``host:port`` plus the background rescan thread."""
 
     host: str
     port: int
-    _httpd: _HardenedServer
+    _httpd: HardenedServer
     _threads: tuple[threading.Thread, ...]
     _stop: threading.Event
     scheme: str = "http"
@@ -376,7 +199,7 @@ class MetricsServer:
         """Load the archive, bind (port 0 picks a free port), and serve in daemon threads."""
         web = web or WebConfig()
         collector.update()
-        httpd = _HardenedServer((host, port), limits or Limits(), web.ssl_context)
+        httpd = HardenedServer((host, port), limits or Limits(), web.ssl_context)
         httpd.set_app(create_app(registry, collector, auth=web.auth))
         stop = threading.Event()
         serving = threading.Thread(

@@ -10,6 +10,7 @@ from typing import Final, TextIO
 from exporter.index.store import ArchiveIndex
 from exporter.util.atomic import replace_atomically
 from exporter.util.errors import CommandError
+from exporter.util.paths import require_archive
 
 __all__ = ["open_index", "warn_invalid", "write_text_atomic"]
 
@@ -17,16 +18,12 @@ _SHOWN_NAMES: Final = 5
 
 
 def open_index(archive: Path, *, rescan: bool = False) -> ArchiveIndex:
-    """The archive's index, brought up to date; CommandError when there is no archive.
+    """The archive's index, brought up to date; CommandError (exit 2) when there is no archive.
 
     ``rescan`` stats every file, catching records rewritten in place (the seed's scripts do
     that; our writer never does).
     """
-    if not archive.is_dir():
-        raise CommandError(
-            f"no archive at {archive} (run 'batch-metrics analyze' or instrument a batch first)"
-        )
-    index = ArchiveIndex(archive)
+    index = ArchiveIndex(require_archive(archive))
     try:
         index.refresh(full=rescan)
     except OSError as exc:

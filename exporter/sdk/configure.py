@@ -33,9 +33,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from exporter.archive.files import DEFAULT_ARCHIVE, ArchiveError
-from exporter.archive.pricing import PricingTable
+from exporter.archive.pricing import PricingTable, load_pricing
 from exporter.archive.recovery import recover
 from exporter.sdk.processor import DEFAULT_CHECKPOINT_SECONDS, ArchiveSpanProcessor
+from exporter.util.errors import UserError
 from instrumentation import contract
 from instrumentation import semconv as sc
 
@@ -125,6 +126,16 @@ def _recover_quietly(archive: Path) -> None:
         logger.exception("batch-metrics: crash recovery at start-up failed")
 
 
+def _pricing_from_environment() -> PricingTable | None:
+    """The built-in table merged with ``$BATCH_METRICS_PRICING``; a bad file is logged and the
+    built-in table used (configure() must not stop the host program)."""
+    try:
+        return load_pricing()
+    except UserError as exc:
+        logger.error("batch-metrics: %s; using the built-in pricing table", exc)
+        return None
+
+
 def duration_views() -> list[View]:
     """Views giving the duration histograms the project's buckets, whatever the SDK default."""
     aggregation = ExplicitBucketHistogramAggregation(boundaries=sc.DURATION_BUCKETS)
@@ -153,9 +164,10 @@ def configure(
     fixed when it is built). With ``set_global`` the providers become OpenTelemetry's global
     ones, which ``instrumentation`` uses by default. ``checkpoint_interval`` is the minimum
     time between updates of a running batch's in-flight marker (None: no markers, no crash
-    recovery); ``recover_crashed`` records dead processes' batches now. Raises
-    ConfigurationError for OTLP without the ``otlp`` extra, or for readers given with a ready
-    meter provider.
+    recovery); ``recover_crashed`` records dead processes' batches now. ``pricing`` defaults to
+    the built-in table merged with ``$BATCH_METRICS_PRICING`` (a bad file is logged, not fatal).
+    Raises ConfigurationError for OTLP without the ``otlp`` extra, or for readers given with a
+    ready meter provider.
     """
     if meter_provider is not None and metric_readers:
         raise ConfigurationError("metric_readers cannot be added to a given meter_provider")
@@ -181,7 +193,7 @@ def configure(
     processor = ArchiveSpanProcessor(
         archive_dir,
         meter_provider=meter_provider,
-        pricing=pricing,
+        pricing=pricing if pricing is not None else _pricing_from_environment(),
         checkpoint_interval=checkpoint_interval,
     )
     tracer_provider.add_span_processor(processor)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from exporter.util.datafile import load_data_file
+from exporter.util.settings import path_setting
 
 __all__ = [
     "ENV_VAR",
@@ -65,6 +65,6 @@ class Thresholds(BaseModel):
 
 def load_thresholds(path: Path | None = None) -> Thresholds:
     """Load thresholds from ``path``, else ``$BATCH_METRICS_THRESHOLDS``, else the packaged file."""
-    if path is None and os.environ.get(ENV_VAR):
-        path = Path(os.environ[ENV_VAR])
+    if path is None:
+        path = path_setting("THRESHOLDS")
     return load_data_file(Thresholds, "thresholds.yaml", path, kind="thresholds")

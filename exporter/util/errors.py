@@ -6,12 +6,30 @@ OpenTelemetry SDK before it knows which command runs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
-__all__ = ["CommandError", "UserError", "describe_validation_error"]
+__all__ = [
+    "EXIT_FINDINGS",
+    "EXIT_OK",
+    "EXIT_PARTIAL",
+    "EXIT_USAGE",
+    "CommandError",
+    "UserError",
+    "describe_validation_error",
+]
+
+# The exit status convention of every command (shown in ``batch-metrics --help``).
+EXIT_OK: Final = 0
+# The command ran and found what it checks for (invalid records, a stale rule file, bottlenecks
+# with --fail-on-bottleneck), or could not finish (a file it cannot write, a server that died).
+EXIT_FINDINGS: Final = 1
+# Usage or bad input: an unknown option, a bad value, a missing archive, file or directory.
+EXIT_USAGE: Final = 2
+# Done, but part of the input was unavailable (``analyze`` without git, say): the result is partial.
+EXIT_PARTIAL: Final = 3
 
 
 class UserError(Exception):

@@ -148,7 +148,7 @@ def test_parse_since():
 
 
 def test_cli_no_archive(tmp_path: Path, capsys):
-    assert main(["trends", "--archive", str(tmp_path / "none")]) == 1
+    assert main(["trends", "--archive", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no archive at" in err
 
@@ -166,7 +166,7 @@ def test_cli_empty_archive_single_batch_and_invalid_files(tmp_path: Path, capsys
         main(
             ["trends", "--all", "--format", "json", "--fail-on-bottleneck", "--history-dir", "hist"]
         )
-        == 3
+        == 1
     )
     out, err = capsys.readouterr()
     data = json.loads(out)
