@@ -17,22 +17,12 @@ import json
 from datetime import timedelta
 
 from exporter.archive.recovery import DEFAULT_STALE_AFTER, DEFAULT_TEMP_MAX_AGE, recover
-from exporter.cli.options import add_archive_option
+from exporter.cli.options import add_archive_option, non_negative_number
 from exporter.util.paths import require_archive
 
 __all__ = ["add_arguments", "run"]
 
 EXIT_INVALID_MARKER = 1
-
-
-def _non_negative(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not number >= 0 or number == float("inf"):  # rejects NaN too
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {value!r}")
-    return number
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,14 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_archive_option(parser)
     parser.add_argument(
         "--stale-after",
-        type=_non_negative,
+        type=non_negative_number,
         metavar="HOURS",
         default=DEFAULT_STALE_AFTER.total_seconds() / 3600,
         help="recover another host's marker not updated for this long (default: %(default)g hours)",
     )
     parser.add_argument(
         "--temp-age",
-        type=_non_negative,
+        type=non_negative_number,
         metavar="MINUTES",
         default=DEFAULT_TEMP_MAX_AGE.total_seconds() / 60,
         help="remove temporary files older than this (default: %(default)g minutes)",

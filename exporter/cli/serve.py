@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from exporter.cli.options import add_archive_option, port_number
+from exporter.cli.options import add_archive_option, port_number, positive_int, positive_seconds
 from exporter.index.store import ArchiveIndex, default_index_path
 from exporter.prometheus.live import DEFAULT_ORCHESTRATION_DIR
 from exporter.prometheus.server import (
@@ -42,33 +42,6 @@ from exporter.util.settings import load_settings
 __all__ = ["add_arguments", "run"]
 
 _log = logging.getLogger(__name__)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"seconds must be positive and finite: {text!r}")
-    return value
-
-
-def _interval(text: str) -> float:
-    try:
-        return _seconds(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError("the rescan interval must be positive") from None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
 
 
 def _is_loopback(host: str) -> bool:
@@ -109,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--rescan-interval",
-        type=_interval,
+        type=positive_seconds,
         default=60.0,
         metavar="SECONDS",
         help="re-check every archive file this often (default: %(default)s)",
@@ -126,7 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=_seconds,
+        type=positive_seconds,
         default=Limits.timeout,
         metavar="SECONDS",
         help="limit for a client's TLS handshake, for its request head, and for taking the "
@@ -134,7 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-connections",
-        type=_positive_int,
+        type=positive_int,
         default=Limits.max_connections,
         metavar="N",
         help="connections served at once; more are refused (default: %(default)s)",

@@ -195,7 +195,7 @@ def test_serve_cli_process(tmp_path: Path) -> None:
     ("argv", "message"),
     [
         (["serve", "--port", "70000"], "port 70000 is outside 0..65535"),
-        (["serve", "--rescan-interval", "0"], "the rescan interval must be positive"),
+        (["serve", "--rescan-interval", "0"], "seconds must be positive and finite"),
         (["backfill", "--label", "le=1"], "label 'le' is one of the metrics' own labels"),
     ],
 )
