@@ -17,6 +17,10 @@ here, not refused:
 * a ``batch_id`` that could not name a file is read as the batch's name and never used in a
   path (the writer checks every id it puts into a file name).
 
+Figures in shapes seen in the wild outside ``metrics`` (a top-level ``token_usage`` with
+``total`` and ``estimated_cost_usd``, a ``status``) fill the seed's places when those are
+empty: :func:`read_elsewhere`, which the index uses, and which says what it used.
+
 What was set aside is :attr:`BatchRecord.unused` (each with its place and reason), which
 ``validate`` reports as notes, and :func:`dump_with_unused` writes it back where it was.
 Refused still: what is not JSON (``NaN`` is not), what the seed's schema refuses, and a
@@ -34,6 +38,8 @@ from typing import Any, Final, NamedTuple, get_args
 from pydantic import ValidationError
 
 from exporter.archive.model import (
+    MAX_COUNT,
+    MAX_USD,
     BatchRecord,
     TokenUsage,
     Unused,
@@ -275,12 +281,55 @@ def dump_with_unused(record: BatchRecord) -> str:
 
 
 class ReadElsewhere(NamedTuple):
-    """Figures a record carries outside the seed's place for them, and which ones were used."""
+    """A record's token usage, completed from where other tools put it, and what was used."""
 
     usage: TokenUsage | None
-    fields: tuple[str, ...]
+    fields: tuple[str, ...]  # e.g. ("token_usage.total", "status"); empty: all from ``metrics``
+
+
+# Seen in the wild: a top-level ``token_usage`` of another shape, beside the seed's ``metrics``
+# (``{"generation": {...}, "total": 66500, "estimated_cost_usd": 1.33}``). Per seed field,
+# the names that tool (or one that put the seed's own object at the top) uses for it.
+_WILD_USAGE: Final = (
+    ("total_tokens", ("total", "total_tokens"), False),
+    ("estimated_cost", ("estimated_cost_usd", "estimated_cost"), True),
+    ("input_tokens", ("input_tokens",), False),
+    ("output_tokens", ("output_tokens",), False),
+)
+
+
+def _usable(value: Any, *, usd: bool) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if usd:  # NaN and infinities fail the comparison; a huge int is compared exactly
+        return 0 <= value <= MAX_USD
+    return isinstance(value, int) and 0 <= value <= MAX_COUNT
 
 
 def read_elsewhere(record: BatchRecord) -> ReadElsewhere:
-    """The record's token usage, completed from shapes other tools write (placeholder)."""
-    return ReadElsewhere(record.metrics.token_usage, ())
+    """The figures of ``record``, taken from outside ``metrics`` where the seed's place is empty.
+
+    * a top-level ``token_usage`` object gives ``total``/``estimated_cost_usd`` (and the
+      seed's own names) for each of ``metrics.token_usage``'s figures that is missing;
+    * a ``status`` (``completed``, ...) gives the run's outcome when no item count does: it
+      is listed here for a record that is not ours (no ``source``).
+    """
+    usage = record.metrics.token_usage
+    fields: list[str] = []
+    wild = (record.model_extra or {}).get("token_usage")
+    if isinstance(wild, dict):
+        found: dict[str, Any] = {}
+        for ours, names, usd in _WILD_USAGE:
+            if usage is not None and getattr(usage, ours) is not None:
+                continue
+            name = next((n for n in names if _usable(wild.get(n), usd=usd)), None)
+            if name is not None:
+                found[ours] = wild[name]
+                fields.append(f"token_usage.{name}")
+        if found:
+            usage = (usage or TokenUsage()).model_copy(update=found)
+    m = record.metrics
+    counted = (m.success_count, m.failure_count, m.partial_count)
+    if record.status is not None and record.source is None and all(c is None for c in counted):
+        fields.append("status")
+    return ReadElsewhere(usage, tuple(fields))

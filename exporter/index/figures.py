@@ -24,7 +24,7 @@ from exporter.index.rollups import (
 from exporter.index.stats import percentile, percentile_at
 from exporter.index.store import ArchiveIndex, RecordFilter, Snapshot, SumOverflowError
 
-__all__ = ["Figures", "Row", "figures_from_scan", "figures_from_totals"]
+__all__ = ["Figures", "Row", "figures_from_scan", "figures_from_totals", "read_elsewhere"]
 
 # Per operation, what sums cannot give: computed over a selection, or read for one operation
 # from the index's ordered indexes on (operation, ...).
@@ -118,3 +118,16 @@ def figures_from_scan(index: ArchiveIndex, where: RecordFilter) -> Figures:
     return Figures(
         operations, *(_named(r, rows) for r, rows in zip(_CHILD_ROLLUPS, child_rows, strict=True))
     )
+
+
+_READ_ELSEWHERE_SQL: Final = (
+    "SELECT f.name, f.read_elsewhere FROM files f "
+    "WHERE {where} AND f.read_elsewhere IS NOT NULL ORDER BY f.name"
+)
+
+
+def read_elsewhere(index: ArchiveIndex, where: RecordFilter) -> dict[str, list[str]]:
+    """Records ``where`` selects whose figures came partly from outside ``metrics`` (a
+    top-level ``token_usage``, a ``status``): file name -> what was read there."""
+    rows = index.select(_READ_ELSEWHERE_SQL, where=where)
+    return {name: fields.split(",") for name, fields in rows}

@@ -14,14 +14,16 @@ from typing import Any, Final
 from exporter.index.rollups import ROLLUPS
 from exporter.index.summary import ModelTokens, RecordSummary, StageSummary
 
-FORMAT_VERSION: Final = 6  # bump when RecordSummary or what is stored of a record changes
+FORMAT_VERSION: Final = 7  # bump when RecordSummary or what is stored of a record changes
 
 # The scalar fields of RecordSummary, stored as columns, in field order (between ``file`` and
 # the three nested tuples, which are stored together as one JSON column).
 SCALARS: Final = RecordSummary._fields[1:-3]
 
 _REAL: Final = frozenset({"timestamp", "duration_seconds", "estimated_cost", "parallel_efficiency"})
-_TEXT: Final = frozenset({"batch_id", "operation", "run_id", "source", "status", "cost_source"})
+_TEXT: Final = frozenset(
+    {"batch_id", "operation", "run_id", "source", "status", "cost_source", "read_elsewhere"}
+)
 
 
 def _column_type(column: str) -> str:

@@ -65,6 +65,8 @@ class RecordSummary(NamedTuple):
     estimated_cost: float | None = None
     cost_source: str | None = None
     parallel_efficiency: float | None = None
+    # figures taken from outside ``metrics`` (exporter.archive.lenient.read_elsewhere), if any
+    read_elsewhere: str | None = None
     models: tuple[ModelTokens, ...] = ()
     stage_durations: tuple[StageSummary, ...] = ()
     error_types: tuple[str, ...] = ()
@@ -77,8 +79,11 @@ class RecordSummary(NamedTuple):
 
 def summarize(record: BatchRecord, file: str) -> RecordSummary:
     """Project a validated record onto the fields the index keeps."""
+    from exporter.archive.lenient import read_elsewhere  # noqa: PLC0415 (pydantic: load late)
+
     m = record.metrics
-    usage = m.token_usage
+    elsewhere = read_elsewhere(record)
+    usage = elsewhere.usage
     opt = record.optimization_metrics
     return RecordSummary(
         file=file,
@@ -100,6 +105,7 @@ def summarize(record: BatchRecord, file: str) -> RecordSummary:
         estimated_cost=usage.estimated_cost if usage else None,
         cost_source=usage.cost_source if usage else None,
         parallel_efficiency=opt.parallel_efficiency if opt else None,
+        read_elsewhere=",".join(elsewhere.fields) or None,
         models=tuple(
             ModelTokens(
                 u.model,

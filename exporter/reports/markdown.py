@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from exporter.reports.results import TrendReport
 
 __all__ = ["render_markdown"]
@@ -144,6 +146,24 @@ def _parallel_section(report: TrendReport) -> list[str]:
     return lines
 
 
+_SHOWN_FILES: Final = 10
+
+
+def _notes_section(report: TrendReport) -> list[str]:
+    """Which records were read from figures outside ``metrics`` (only when some were)."""
+    found = report.read_elsewhere
+    if not found:
+        return []
+    shown = [f"{name} ({', '.join(fields)})" for name, fields in list(found.items())[:_SHOWN_FILES]]
+    more = f", and {len(found) - _SHOWN_FILES} more" if len(found) > _SHOWN_FILES else ""
+    return [
+        "\n## Notes",
+        f"\n- {len(found)} record(s) had no figure in the seed's place and were read from "
+        f"another tool's shape outside `metrics` (a top-level `token_usage`, a `status`): "
+        f"{'; '.join(shown)}{more}",
+    ]
+
+
 def render_markdown(report: TrendReport) -> str:
     """The seed's report (durations, success rates, bottlenecks) plus the added sections."""
     lines = ["# Batch Operations Trend Analysis", f"\nAnalyzed {report.records} batch operations"]
@@ -162,6 +182,7 @@ def render_markdown(report: TrendReport) -> str:
         _errors_section,
         _stage_section,
         _parallel_section,
+        _notes_section,
     ):
         lines += section(report)
     return "\n".join(lines) + "\n"

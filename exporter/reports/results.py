@@ -134,6 +134,8 @@ class TrendReport(_Out):
     models: list[ModelFigures]
     errors: list[ErrorTypeFigures]
     bottlenecks: list[BottleneckFinding]
+    # file name -> figures read from outside ``metrics`` (exporter.archive.lenient.read_elsewhere)
+    read_elsewhere: dict[str, list[str]] = {}
 
 
 # -- gathering the figures -----------------------------------------------------------------

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Final
 
-from exporter.index.figures import Row, figures_from_scan, figures_from_totals
+from exporter.index.figures import Row, figures_from_scan, figures_from_totals, read_elsewhere
 from exporter.index.stats import DurationStats, ItemCounts, parallel_efficiency
 from exporter.index.store import ArchiveIndex, RecordFilter
 from exporter.reports.bottlenecks import find_bottlenecks
@@ -182,4 +182,5 @@ def compute_trends(
         models=models,
         errors=errors,
         bottlenecks=find_bottlenecks(operations, thresholds),
+        read_elsewhere=read_elsewhere(index, where),
     )
