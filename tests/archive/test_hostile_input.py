@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -211,7 +212,36 @@ SET_ASIDE: dict[str, tuple[str, str, object]] = {
         2,
     ),
     "bad-run-id": (_valid_text(run_id="../r"), "run_id", "../r"),
+    # valid JSON that Python reads as infinity: not finite, set aside
+    "1e999": (_valid_text().replace("120.5", "1e999"), "duration_seconds", math.inf),
+    "ends-after-9999": (
+        _valid_text(timestamp="9999-12-31T00:00:00Z", duration_seconds=86_400 * 2),
+        "duration_seconds",
+        86_400 * 2,
+    ),
 }
+
+
+@pytest.mark.parametrize("batch_id", HOSTILE_IDS.values(), ids=HOSTILE_IDS.keys())
+def test_a_hostile_batch_id_in_a_file_is_read_as_a_name_never_as_a_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], batch_id: str
+) -> None:
+    # The seed's schema allows any string; the record is read (its figures count), the id is
+    # never used to name a file, and validate says so in a note.
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    path = archive / "batch-other-execute.json"
+    path.write_text(_valid_text(batch_id=batch_id), encoding="utf-8")
+    record = read_record(path)
+    assert record.batch_id == batch_id and record.metrics.success_count == 2
+    with pytest.raises(InvalidBatchId):
+        write_record(tmp_path / "copy", record)
+    assert not (tmp_path / "copy").exists()
+    assert main(["validate", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"note: {path}: batch id ")
+    lines = err.splitlines()
+    assert len(lines) == 2 and all("\n" not in x and len(x) < 300 + len(str(path)) for x in lines)
 
 
 @pytest.mark.parametrize("name", BROKEN.keys())
