@@ -10,6 +10,13 @@ RUN python -m venv /opt/batch-metrics
 COPY pyproject.toml README.md ./
 COPY instrumentation ./instrumentation
 COPY exporter ./exporter
+# The stack's files ship in the wheel as package data (pyproject.toml force-include).
+COPY docker-compose.yml .env.example ./
+COPY prometheus ./prometheus
+COPY alertmanager ./alertmanager
+COPY grafana ./grafana
+COPY otel-collector ./otel-collector
+COPY tempo ./tempo
 RUN /opt/batch-metrics/bin/pip install . \
     && find /opt/batch-metrics -name '__pycache__' -prune -exec rm -rf {} +
 

@@ -3,10 +3,17 @@
 Runs Prometheus, Alertmanager, Pushgateway (binaries from your package manager: Debian's
 prometheus, prometheus-alertmanager, prometheus-pushgateway; Homebrew's prometheus,
 alertmanager, pushgateway) and `batch-metrics serve`, with the configuration docker-compose.yml
-uses (prometheus/, alertmanager/), rewritten for 127.0.0.1. Ports default to the compose file's.
-Prints the URLs, runs until Ctrl-C or SIGTERM, then stops every server. Data stays in
---state-dir between runs. Grafana is not started: point yours at the Prometheus URL and load
-grafana/provisioning (docs/monitoring-stack.md).
+uses (prometheus/, alertmanager/), rewritten for 127.0.0.1. The configuration is read from
+--config-dir; by default from the current directory when it holds prometheus/ and
+alertmanager/ (a clone, or files written by --init), else from the copies installed with the
+package, so it works in any project directory. Ports default to the compose file's. Prints the
+URLs, runs until Ctrl-C or SIGTERM, then stops every server. Data stays in --state-dir between
+runs. Grafana is not started: point yours at the Prometheus URL and load grafana/provisioning
+(docs/monitoring-stack.md).
+
+--init writes the compose stack's files (docker-compose.yml, .env.example, prometheus/,
+alertmanager/, grafana/, otel-collector/, tempo/) into --config-dir (default: .) and exits;
+files you changed are kept unless --force.
 """
 
 from __future__ import annotations
@@ -15,13 +22,15 @@ import argparse
 import os
 import re
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
 
 from exporter.cli.options import fixed_port_number
 from exporter.stack.native import DEFAULT_PORTS, StackError, StackOptions, start_stack
-from exporter.util.errors import CommandError
+from exporter.stack.packaged import config_source, write_stack_files
+from exporter.util.errors import EXIT_USAGE, CommandError
 
 __all__ = ["add_arguments", "run"]
 
@@ -43,13 +52,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "examples:\n"
         "  batch-metrics stack --ce-dir ~/project/.ce\n"
-        "  batch-metrics stack --config-dir ~/src/batch-metrics --prometheus-port 19090"
+        "  batch-metrics stack --prometheus-port 19090\n"
+        "  batch-metrics stack --init      # then: cp .env.example .env; docker compose up -d"
     )
     parser.add_argument(
         "--config-dir",
         type=Path,
-        default=Path(),
-        help="directory holding prometheus/ and alertmanager/ (default: .)",
+        default=None,
+        help="directory holding prometheus/ and alertmanager/ (default: . when it holds them, "
+        "else the copies installed with the package)",
+    )
+    parser.add_argument(
+        "--init",
+        action="store_true",
+        help="write the compose stack's files into --config-dir (default: .) and exit",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="with --init: replace files that differ"
     )
     parser.add_argument(
         "--ce-dir",
@@ -81,9 +100,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _init(target: Path, *, force: bool) -> int:
+    try:
+        written, kept = write_stack_files(target, overwrite=force)
+    except OSError as exc:
+        raise CommandError(f"cannot write the stack's files into {target}: {exc}") from exc
+    print(f"wrote {len(written)} files into {target}", file=sys.stderr)
+    for relative in kept:
+        print(f"kept {target / relative}: it differs (--force replaces it)", file=sys.stderr)
+    print(
+        "next: cp .env.example .env (set GF_SECURITY_ADMIN_PASSWORD), then docker compose up -d;"
+        " or without Docker: batch-metrics stack",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.init:
+        return _init(args.config_dir or Path(), force=args.force)
+    if args.force:
+        raise CommandError("--force goes with --init", EXIT_USAGE)
+    config_dir = config_source(args.config_dir)
+    if config_dir is None:
+        raise CommandError(
+            "no prometheus/ and alertmanager/ here and none installed with the package: "
+            "pass --config-dir",
+            EXIT_USAGE,
+        )
     options = StackOptions(
-        config_dir=args.config_dir.resolve(),
+        config_dir=config_dir.resolve(),
         ce_dir=args.ce_dir.resolve(),
         state_dir=args.state_dir.resolve(),
         ports={name: getattr(args, f"{name}_port") for name in DEFAULT_PORTS},

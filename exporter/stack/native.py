@@ -13,8 +13,10 @@ of it: point any Grafana at the Prometheus URL and import ``grafana/``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -34,7 +36,9 @@ __all__ = [
     "Process",
     "StackError",
     "StackOptions",
+    "check_ports_free",
     "find_binary",
+    "port_in_use",
     "prometheus_config",
     "rule_files",
     "start_stack",
@@ -200,12 +204,36 @@ def _answers(url: str) -> bool:
         return False
 
 
+def port_in_use(name: str, port: int) -> StackError:
+    """The one short message for a port another program holds, naming the option to change."""
+    return StackError(
+        f"port {port} for {name} is in use on {LOOPBACK}: stop what uses it, or pass "
+        f"--{name}-port with a free port"
+    )
+
+
+def check_ports_free(ports: dict[str, int]) -> None:
+    """Raise :func:`port_in_use` for the first port of ``ports`` that cannot be bound.
+
+    Checked before anything starts, so a conflict is one line rather than a server's log."""
+    for name, port in ports.items():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((LOOPBACK, port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise port_in_use(name, port) from exc
+                raise StackError(f"cannot listen on {LOOPBACK}:{port} for {name}: {exc}") from exc
+
+
 def _wait_ready(process: Process, path: str, deadline: float) -> None:
     while time.monotonic() < deadline:
         if process.popen.poll() is not None:
-            raise StackError(
-                f"{process.name} exited with code {process.popen.returncode}: {process.tail()}"
-            )
+            tail = process.tail()
+            if "address already in use" in tail.lower():  # taken since check_ports_free
+                raise port_in_use(process.name, int(process.url.rpartition(":")[2]))
+            raise StackError(f"{process.name} exited with code {process.popen.returncode}: {tail}")
         if _answers(process.url + path):
             return
         time.sleep(0.1)
@@ -284,7 +312,11 @@ def start_stack(
             raise StackError(f"{names} not found on PATH: install it (e.g. apt install {names})")
         binaries[kind] = found
     if not (options.ce_dir / "completed-batches").is_dir():
-        raise StackError(f"no completed-batches/ directory in {options.ce_dir}")
+        raise StackError(
+            f"no archive at {options.ce_dir / 'completed-batches'} (run 'batch-metrics demo' "
+            "first, or pass --ce-dir with your orchestrator's .ce directory)"
+        )
+    check_ports_free({name: options.ports[name] for name in ["exporter", *needed]})
     options.state_dir.mkdir(parents=True, exist_ok=True)
     rendered = options.state_dir / "prometheus.yml"
     config = prometheus_config(options, options.state_dir / "rules")

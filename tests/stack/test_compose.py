@@ -221,7 +221,20 @@ def test_dockerfile_copies_only_what_exists_and_dockerignore_lets_it_through() -
         for line in re.findall(r"^COPY (?!--from)(.+)$", text, re.MULTILINE)
         for src in line.split()[:-1]
     ]
-    assert sources == ["pyproject.toml", "README.md", "instrumentation", "exporter"]
+    assert sources == [
+        "pyproject.toml",
+        "README.md",
+        "instrumentation",
+        "exporter",
+        # the stack's files, package data of the wheel (pyproject.toml force-include)
+        "docker-compose.yml",
+        ".env.example",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+        "otel-collector",
+        "tempo",
+    ]
     allowed = re.findall(r"^!(\S+?)/?$", (ROOT / ".dockerignore").read_text(), re.MULTILINE)
     for src in sources:
         assert (ROOT / src).exists()
@@ -275,7 +288,7 @@ def test_healthchecks_and_start_order(resolved: dict[str, Any]) -> None:
         for name, s in services.items()
     }
     assert order["prometheus"] == {
-        "exporter": "service_healthy",
+        "exporter": "service_started",  # an unhealthy exporter must not keep Prometheus down
         "pushgateway": "service_healthy",
         "alertmanager": "service_healthy",
     }
@@ -292,3 +305,13 @@ def test_grafana_is_locked_down(resolved: dict[str, Any], user_env: dict[str, st
     home = env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert home == "/etc/grafana/dashboards/batch-overview.json"
     assert (ROOT / "grafana/dashboards/batch-overview.json").is_file()
+
+
+def test_pushgateway_persists_where_the_image_may_write(resolved: dict[str, Any]) -> None:
+    # prom/pushgateway runs as nobody (65534) in WORKDIR /pushgateway, which it owns; a named
+    # volume mounted there takes that owner, one mounted anywhere else is root's.
+    service = resolved["services"]["pushgateway"]
+    (persistence,) = [a for a in service["command"] if a.startswith("--persistence.file=")]
+    path = Path(persistence.partition("=")[2])
+    (volume,) = [v for v in service["volumes"] if v["type"] == "volume"]
+    assert path.parent == Path(volume["target"]) == Path("/pushgateway")
