@@ -5,16 +5,18 @@ Each PRP "works" for a fraction of a second and reports token usage as an LLM ag
 main agent on Claude Sonnet, review subagents on Claude Haiku, and one call on a local model
 that has no price (so the record shows an unpriced model). One PRP fails with an exception and
 one finishes only partly; which ones is decided by ``--seed``. Durations in the record are the
-real, measured ones. The record lands in ``--archive`` (default: a new temporary directory) and
-a summary of it is printed.
+real, measured ones. The record lands in ``--archive`` (default: ``.ce/completed-batches``,
+where every other command looks), a summary of it is printed, and the next command to try.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
-import tempfile
+import shutil
+import sys
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from typing import Final
 from exporter.archive.files import read_record
 from exporter.archive.model import BatchRecord, dump_record
 from exporter.util.errors import CommandError
+from exporter.util.paths import DEFAULT_ARCHIVE
 
 __all__ = ["add_arguments", "run", "run_demo"]
 
@@ -56,8 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--archive",
         type=Path,
-        default=None,
-        help="archive directory to write into (default: a new temporary directory)",
+        default=DEFAULT_ARCHIVE,
+        help="archive directory to write into (default: %(default)s)",
     )
     parser.add_argument(
         "--seed",
@@ -196,8 +199,26 @@ def _summary(path: Path, record: BatchRecord) -> str:
     return "\n".join(lines)
 
 
+def _program() -> str:
+    """How the user ran this command, for the next one: ``batch-metrics`` when that is what
+    PATH finds, else the path they typed (``.venv/bin/batch-metrics`` from ``make demo``)."""
+    typed = sys.argv[0] if sys.argv else ""
+    if Path(typed).name != "batch-metrics":
+        return "batch-metrics"
+    on_path = shutil.which("batch-metrics")
+    if on_path is not None and Path(on_path).resolve() == Path(typed).resolve():
+        return "batch-metrics"
+    return os.path.relpath(typed) if Path(typed).is_absolute() else typed
+
+
+def next_command(archive: Path) -> str:
+    """The documented next step after a demo: a trend report over the archive it wrote."""
+    where = "" if archive == DEFAULT_ARCHIVE else f" --archive {archive}"
+    return f"{_program()} trends --all{where}"
+
+
 def run(args: argparse.Namespace) -> int:
-    archive: Path = args.archive or Path(tempfile.mkdtemp(prefix="batch-metrics-demo-"))
+    archive: Path = args.archive
     try:
         archive.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -208,4 +229,5 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(document, indent=2))
     else:
         print(_summary(path, record))
+        print(f"next: {next_command(archive)}")
     return 0

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -76,7 +74,10 @@ def test_demo_prints_summary_and_path(tmp_path: Path, capsys: pytest.CaptureFixt
     assert out.splitlines()[0].startswith("batch demo-11 execute: partial, ")
     assert "items: 9 = 7 success, 1 failure, 1 partial" in out
     assert "local-llama-3.1-8b" in out and "unpriced" in out
-    assert out.splitlines()[-1] == f"record: {path}"
+    assert out.splitlines()[-2:] == [
+        f"record: {path}",
+        f"next: batch-metrics trends --all --archive {tmp_path}",
+    ]
     assert read_record(path).batch_id == "demo-11"
 
 
@@ -112,18 +113,18 @@ def test_demo_into_unusable_archive_is_one_line(
     assert err.count("\n") == 1
 
 
-def test_demo_subprocess_default_archive_is_a_temp_dir() -> None:
-    result = _cli("demo", "--seed", "9")
+def test_demo_subprocess_writes_where_trends_finds_it_and_says_so(tmp_path: Path) -> None:
+    result = _cli("demo", "--seed", "9", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    path = Path(result.stdout.splitlines()[-1].removeprefix("record: "))
-    try:
-        assert path.name == "batch-demo-9-execute.json"
-        assert path.parent.parent == Path(tempfile.gettempdir())
-        assert path.parent.name.startswith("batch-metrics-demo-")
-        assert read_record(path).metrics.total_items == 9
-        assert result.stderr == ""
-    finally:
-        shutil.rmtree(path.parent, ignore_errors=True)
+    *_, record_line, next_line = result.stdout.splitlines()
+    path = Path(record_line.removeprefix("record: "))
+    assert path == Path(".ce/completed-batches/batch-demo-9-execute.json")
+    assert read_record(tmp_path / path).metrics.total_items == 9
+    assert result.stderr == ""
+    assert next_line == "next: batch-metrics trends --all"
+    trends = _cli("trends", "--all", cwd=tmp_path)
+    assert trends.returncode == 0, trends.stderr
+    assert "Analyzed 1 batch operations" in trends.stdout
 
 
 # -- validate ------------------------------------------------------------------------------
