@@ -77,7 +77,9 @@ def test_the_ci_snippet_installs_batch_metrics_not_the_users_project() -> None:
     runs = [s["run"].split("#")[0].split() for s in steps if "run" in s]
     installs = [run[-1] for run in runs if run[:2] == ["pip", "install"]]
     checkouts = {
-        s["with"]["path"]: s["with"]["repository"] for s in steps if "path" in s.get("with", {})
+        s["with"]["path"]: s["with"]["repository"]
+        for s in steps
+        if "repository" in s.get("with", {})
     }
     assert len(installs) == 1 and installs[0] != "."
     assert checkouts[installs[0].removeprefix("./")].endswith("/batch-metrics")
