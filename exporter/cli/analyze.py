@@ -1,11 +1,12 @@
 """``batch-metrics analyze``: reconstruct records of a past batch from the traces it left.
 
-Sources, best first: the orchestrator's files (.ce/orchestration/), PRP front matter
-(PRPs/feature-requests/, PRPs/executed/) timed by git log, then git log alone. Each record
-says which it used (``source``) and what it could not measure (``notes``). Re-running is
-idempotent; records written by instrumentation are never replaced.
-Exit status: 0 written, 1 no data for the batch, 2 bad input,
-3 written, but a source (git) was unavailable.
+Sources, ranked: the orchestrator's task files, then its batch result (.ce/orchestration/),
+then PRP front matter (PRPs/feature-requests/, PRPs/executed/) for outcomes; git log (which
+commit did which operation, from its subject convention and the files it changed) for timing
+where nothing better exists. Each record says which source gave what (``notes``); the rules are
+in docs/sources.md. Re-running is idempotent; records written by instrumentation are never
+replaced. Exit status: 0 written, 1 no data for the batch, 2 bad input, 3 git unavailable
+(one error line; records from the other sources are still written).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Final
 
 from exporter.archive.model import InvalidBatchId, check_batch_id, dump_record
 from exporter.archive.pricing import load_pricing
-from exporter.history.analyze import analyze_batch, save_analysis
+from exporter.history.analyze import Analysis, analyze_batch, save_analysis
 from exporter.util.datafile import DataFileError
 from exporter.util.errors import CommandError
 from exporter.util.paths import DEFAULT_ARCHIVE
@@ -34,6 +35,9 @@ examples:
   batch-metrics analyze --batch 47 --operation all
   batch-metrics analyze --batch 47 --operation execute --root ~/src/project
   batch-metrics analyze --batch 47 --operation review --dry-run     # print, write nothing
+  batch-metrics analyze --batch 47 --verbose      # also: each commit's operation and why
+
+the sources and the rules that combine them: docs/sources.md
 """
 
 
@@ -65,6 +69,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dry-run", action="store_true", help="print the records as JSON, write nothing"
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="list the batch documents that are not items, and each commit's operation and why",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,24 +91,45 @@ def run(args: argparse.Namespace) -> int:
     except DataFileError as exc:
         raise CommandError(str(exc), EXIT_USAGE) from exc
     analysis = analyze_batch(root, batch_id, operations, pricing)
-    for line in (*analysis.warnings, *analysis.unavailable):
+    for line in analysis.warnings:
         print(f"batch-metrics: warning: {line}", file=sys.stderr)
-    for operation in analysis.missing:
+    if args.verbose:
+        _explain(analysis)
+    if not analysis.records:
+        if analysis.unavailable:
+            raise CommandError(analysis.unavailable[0], EXIT_SOURCE_UNAVAILABLE)
+        raise CommandError(f"no data found for batch {batch_id} under {root}", EXIT_NO_DATA)
+    for line in analysis.unavailable:
+        print(f"batch-metrics: error: {line}", file=sys.stderr)
+    if analysis.missing:
         print(
-            f"batch-metrics: batch {batch_id} {operation}: no orchestrator files, PRPs or "
-            "commits found; nothing written",
+            f"batch-metrics: batch {batch_id}: no evidence of {', '.join(analysis.missing)}; "
+            "nothing written for it",
             file=sys.stderr,
         )
-    if not analysis.records:
-        raise CommandError(f"no data found for batch {batch_id} under {root}", EXIT_NO_DATA)
-    if args.dry_run:
+    _report(analysis, archive, dry_run=args.dry_run)
+    return EXIT_SOURCE_UNAVAILABLE if analysis.unavailable else 0
+
+
+def _report(analysis: Analysis, archive: Path, *, dry_run: bool) -> None:
+    if dry_run:
         for record in analysis.records:
             print(dump_record(record), end="")
-    else:
-        for outcome in save_analysis(archive, analysis.records):
-            r = outcome.record
-            if outcome.path is None:
-                print(f"batch {r.batch_id} {r.operation}: not written: {outcome.reason}")
-            else:
-                print(f"batch {r.batch_id} {r.operation} ({r.source}): saved {outcome.path}")
-    return EXIT_SOURCE_UNAVAILABLE if analysis.unavailable else 0
+        return
+    for outcome in save_analysis(archive, analysis.records):
+        r = outcome.record
+        if outcome.path is None:
+            print(f"batch {r.batch_id} {r.operation}: not written: {outcome.reason}")
+        else:
+            print(f"batch {r.batch_id} {r.operation} ({r.source}): saved {outcome.path}")
+
+
+def _explain(analysis: Analysis) -> None:
+    for path in analysis.ignored:
+        print(f"batch-metrics: ignored (not an item of the batch): {path}", file=sys.stderr)
+    for c in analysis.commits:
+        print(
+            f"batch-metrics: commit {c.commit.sha[:10]} {c.commit.time.isoformat()} "
+            f"{c.operation or 'no operation'} ({c.rule}): {c.commit.subject[:100]}",
+            file=sys.stderr,
+        )

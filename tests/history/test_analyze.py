@@ -103,10 +103,15 @@ def test_execute_counts_items_by_front_matter_and_times_stages_by_commits(projec
 
 
 def test_batch_id_matches_exactly_in_file_names_and_commits(project: Path):
-    prps, warnings = find_batch_prps(project, "47")
-    assert [p.item_id for p in prps] == ["PRP-47.1.1", "PRP-47.1.2", "PRP-47.2.1", "PRP-47.2.2"]
-    assert warnings == []
-    assert [p.item_id for p in find_batch_prps(project, "4")[0]] == ["PRP-4.7"]
+    scan = find_batch_prps(project, "47")
+    assert [p.item_id for p in scan.prps] == [
+        "PRP-47.1.1",
+        "PRP-47.1.2",
+        "PRP-47.2.1",
+        "PRP-47.2.2",
+    ]
+    assert (scan.warnings, scan.ignored) == ([], [])
+    assert [p.item_id for p in find_batch_prps(project, "4").prps] == ["PRP-4.7"]
     assert analyze(project, "--operation", "generate") == 0
     generate = records(project)["generate"]
     # Only "Generate PRPs for batch 47" counts; the PRP-470 commit at +5 min does not.
@@ -125,11 +130,15 @@ def test_review_from_git_alone_gives_timing_and_no_invented_counts(project: Path
     assert "no item counts" in (review.notes or [""])[0]
 
 
-def test_update_context_without_data_writes_nothing(project: Path, capsys):
+def test_update_context_without_evidence_writes_nothing(project: Path, capsys):
     assert analyze(project, "--operation", "update-context") == 1
-    err = capsys.readouterr().err
-    assert "update-context: no orchestrator files, PRPs or commits found; nothing written" in err
+    assert capsys.readouterr().err == (
+        f"batch-metrics: error: no data found for batch 47 under {project}\n"
+    )
     assert not (project / ".ce/completed-batches").exists()
+    assert analyze(project, "--operation", "all") == 0
+    err = capsys.readouterr().err
+    assert err == "batch-metrics: batch 47: no evidence of update-context; nothing written for it\n"
 
 
 def test_rerun_is_idempotent(project: Path):
@@ -169,7 +178,7 @@ def test_not_a_git_repository_still_records_front_matter_and_says_so(tmp_path: P
     prp(root, "PRP-47.1.1", batch_id=47, stage=1, status="completed")
     assert analyze(root, "--operation", "execute") == 3
     err = capsys.readouterr().err
-    assert f"warning: {root} is not a git repository" in err
+    assert err == f"batch-metrics: error: {root} is not a git repository\n"
     (execute,) = records(root).values()
     assert execute.duration_seconds is None
     assert "no timing: git history unavailable" in (execute.notes or [])
@@ -179,7 +188,7 @@ def test_missing_git_binary_is_one_line(project: Path, capsys, monkeypatch):
     monkeypatch.setenv("PATH", str(project / "no-bin"))
     assert analyze(project, "--operation", "execute") == 3
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["batch-metrics: warning: git is not installed (no 'git' on PATH)"]
+    assert err == ["batch-metrics: error: git is not installed (no 'git' on PATH)"]
 
 
 def test_no_prps_for_the_batch(tmp_path: Path, capsys):
@@ -276,15 +285,23 @@ def test_orchestrator_files_win_and_are_read_exactly(project: Path):
     assert execute.source == "orchestrator"
     assert execute.timestamp == T0
     assert execute.duration_seconds == 400.0
-    assert (m.total_items, m.success_count, m.failure_count, m.partial_count) == (3, 1, 1, 0)
+    # Every item of the batch counts: PRP-47.2.1's task never finished, so its front matter
+    # (failed) decides; PRP-47.2.2 has no task and was never started.
+    assert (m.total_items, m.success_count, m.failure_count, m.partial_count) == (4, 1, 2, 0)
     assert [(s.stage, s.duration_seconds) for s in m.stage_durations or []] == [
         (1, 250.0),
         (2, 40.0),
     ]
     assert {(e.item_id, e.error_type) for e in m.errors or []} == {
         ("PRP-47.1.2", "TimeoutError"),
-        ("PRP-47.2.1", "unfinished"),
+        ("PRP-47.2.1", "prp_failed"),
+        ("PRP-47.2.2", "not_started"),
     }
+    notes = execute.notes or []
+    assert notes[0] == "item outcomes: 1 by front matter; 2 by task result"
+    assert "PRP-47.1.2: front matter says 1 planning for these items; counted by the " in "\n".join(
+        notes
+    )
     usage = m.token_usage
     assert usage is not None
     assert (usage.input_tokens, usage.output_tokens, usage.total_tokens) == (1200, 600, 1810)

@@ -1,8 +1,11 @@
 """Where ``batch-metrics analyze`` finds the traces of batches that were never instrumented.
 
-Best first: the LLM-agent orchestrator's own files (:mod:`.orchestrator`), PRP front matter
-(:mod:`.prp`) and ``git log`` (:mod:`.git`). :mod:`.ids` decides which PRP ids and commits
-belong to a batch, exactly (``PRP-47`` never matches ``PRP-470`` or ``PRP-4.7``).
+The LLM-agent orchestrator's task files (:mod:`.orchestrator`) and its batch result in both
+shapes found in the wild (:mod:`.batch_result`), PRP files and their front matter (:mod:`.prp`)
+and ``git log --name-status`` (:mod:`.git`). :mod:`.ids` decides which PRP ids, file names and
+commit subjects belong to a batch, exactly (``PRP-47`` never matches ``PRP-470`` or
+``PRP-4.7``); :mod:`.status` reads status words, :mod:`.values` the other JSON values.
+The sources only read; ranking and combining them is :mod:`exporter.history`'s job.
 Each reader raises :class:`SourceError` (one line) when its source is unusable.
 """
 
