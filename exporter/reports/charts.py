@@ -250,6 +250,8 @@ class Charts:
             _headroom(ax)
             if ax.lines:
                 ax.legend(loc="upper left", ncols=2)
+            else:  # every model unpriced: say so rather than draw $0
+                ax.text(0.5, 0.5, "no priced runs", transform=ax.transAxes, ha="center")
             self._time_axis(ax)
 
         return self._draw(build)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from exporter.archive.files import write_record
+from exporter.archive.model import ModelUsage
 from exporter.cli.main import main
 from exporter.index.store import ArchiveIndex, RecordFilter
 from exporter.prometheus.series import operation_outcome
@@ -304,3 +305,28 @@ def test_missing_matplotlib_is_one_line(archive, capsys, monkeypatch, tmp_path):
     assert err.count("\n") == 1
     assert "pip install 'batch-metrics[html]'" in err
     assert not report.exists()
+
+
+def test_unpriced_models_draw_no_cost_line(tmp_path, capsys):
+    archive = tmp_path / "a"
+    for n in range(3):
+        write_record(
+            archive,
+            rec(
+                str(n),
+                start=T0 + timedelta(days=n),
+                models=[
+                    ModelUsage(
+                        model="mystery-model",
+                        input_tokens=1000,
+                        output_tokens=100,
+                        cost_usd=None,
+                        cost_source="unpriced",
+                    )
+                ],
+            ),
+        )
+    _, page, _ = _cli(capsys, "--archive", str(archive), "--format", "html", "--no-save")
+    assert "no priced runs" in page
+    assert "mystery-model" in page  # in the tokens chart and the models table
+    assert ">unpriced<" in page
