@@ -121,6 +121,11 @@ class Charts:
         from matplotlib.dates import AutoDateLocator, ConciseDateFormatter  # noqa: PLC0415
 
         ax.xaxis_date("UTC")
+        low, high = ax.dataLim.intervalx
+        span = self.period / 86_400  # one period in date units (days)
+        if math.isfinite(high - low) and high - low < 2 * span:  # one period: show its sides
+            middle = (low + high) / 2
+            ax.set_xlim(middle - span, middle + span)
         locator = AutoDateLocator(maxticks=8)  # type: ignore[no-untyped-call]
         ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
@@ -250,9 +255,10 @@ class Charts:
             _headroom(ax)
             if ax.lines:
                 ax.legend(loc="upper left", ncols=2)
+                self._time_axis(ax)
             else:  # every model unpriced: say so rather than draw $0
                 ax.text(0.5, 0.5, "no priced runs", transform=ax.transAxes, ha="center")
-            self._time_axis(ax)
+                ax.set_xticks([])
 
         return self._draw(build)
 

@@ -280,6 +280,21 @@ def _errors(report: TrendReport) -> str:
     )
 
 
+def _notes(report: TrendReport) -> str:
+    """The markdown report's Notes: records read from figures outside ``metrics``."""
+    found = report.read_elsewhere
+    if not found:
+        return ""
+    items = "".join(
+        f"<li>{escape(name)} ({escape(', '.join(fields))})</li>" for name, fields in found.items()
+    )
+    return (
+        f'<section id="notes"><h2>Notes</h2><p>{len(found)} record(s) had no figure in the '
+        "seed's place and were read from another tool's shape outside <code>metrics</code> (a "
+        f"top-level <code>token_usage</code>, a <code>status</code>):</p><ul>{items}</ul></section>"
+    )
+
+
 def _when(value: datetime | None) -> str:
     return "" if value is None else f"{value:%Y-%m-%d %H:%M}"
 
@@ -329,6 +344,7 @@ def render_html(report: TrendReport, timeline: Timeline, thresholds: Thresholds)
         ),
         _models(report),
         _errors(report),
+        _notes(report),
     ]
     if not report.operations:
         body.append("<p>No archived runs match the selection.</p>")

@@ -4,6 +4,7 @@ add up to the same totals, it fetches nothing, and it stays small."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from datetime import timedelta
 from html.parser import HTMLParser
@@ -330,3 +331,17 @@ def test_unpriced_models_draw_no_cost_line(tmp_path, capsys):
     assert "no priced runs" in page
     assert "mystery-model" in page  # in the tokens chart and the models table
     assert ">unpriced<" in page
+
+
+def test_notes_say_which_records_were_read_elsewhere(tmp_path, capsys):
+    """As the markdown's Notes: a record another tool wrote (tests/archive/fixtures)."""
+    fixture = Path(__file__).parents[1] / "archive" / "fixtures" / "batch-PRP-48-generate.json"
+    archive = tmp_path / "a"
+    archive.mkdir()
+    shutil.copy(fixture, archive / fixture.name)
+    _, page, _ = _cli(capsys, "--archive", str(archive), "--format", "html", "--no-save")
+    notes = page[page.index('<section id="notes">') :]
+    assert "1 record(s) had no figure in the seed's place" in notes
+    assert f"{fixture.name} (token_usage.total, token_usage.estimated_cost_usd)" in notes
+    _, markdown, _ = _cli(capsys, "--archive", str(archive), "--no-save")
+    assert "## Notes" in markdown
