@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 $(BIN)/batch-metrics: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,otlp,web]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,otlp,web,html]'
 	touch $@
 
 setup: $(BIN)/batch-metrics

@@ -2,6 +2,9 @@
 
 Reads the archive (through its index), prints the report on stdout and saves the markdown
 report (by default to .ce/trend-analysis-report.md, as the seed's trend-analysis.py does).
+``--format html`` saves a self-contained page with charts beside it (``--html``, by default
+.ce/trend-analysis-report.html) instead of printing; with ``--no-save`` or ``--html -`` the
+page goes to stdout. It needs matplotlib (the ``html`` extra).
 ``--recent N`` takes the N most recent runs by start time; ``--since`` a time window; both
 combine with ``--operation``. Bottlenecks use the shared thresholds file.
 Exit status: 0 report written, 1 bottlenecks found with --fail-on-bottleneck, 2 bad input
@@ -18,9 +21,12 @@ from typing import Final
 
 from exporter.cli.options import add_archive_option
 from exporter.index.store import RecordFilter
+from exporter.reports.charts import require_matplotlib
+from exporter.reports.html import render_html
 from exporter.reports.markdown import render_markdown
 from exporter.reports.render import open_index, warn_invalid, write_text_atomic
 from exporter.reports.since import parse_since
+from exporter.reports.timeline import compute_timeline
 from exporter.reports.trends import compute_trends
 from exporter.signals.thresholds import load_thresholds
 from exporter.util.errors import EXIT_FINDINGS, CommandError
@@ -37,6 +43,7 @@ examples:
   batch-metrics trends --recent 5 --operation execute
   batch-metrics trends --since 7d --history-dir .ce/reports      # weekly, kept as history
   batch-metrics trends --all --format json --no-save | jq '.bottlenecks'
+  batch-metrics trends --since 30d --format html     # .ce/trend-analysis-report.html
 """
 
 
@@ -54,15 +61,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_archive_option(parser)
     parser.add_argument(
         "--format",
-        choices=("markdown", "json"),
+        choices=("markdown", "json", "html"),
         default="markdown",
-        help="what to print on stdout (default: markdown)",
+        help="what to print on stdout (default: markdown); html saves a page with charts "
+        "(see --html) and prints nothing",
     )
     parser.add_argument(
         "--report",
         type=Path,
         default=DEFAULT_REPORT,
         help=f"where to save the markdown report (default: {DEFAULT_REPORT})",
+    )
+    parser.add_argument(
+        "--html",
+        type=Path,
+        metavar="PATH",
+        help="with --format html: where to save the page ('-': stdout; default: the --report "
+        "path ending .html)",
     )
     parser.add_argument("--no-save", action="store_true", help="print only, save no report")
     parser.add_argument(
@@ -98,17 +113,33 @@ def _filter(args: argparse.Namespace, now: datetime) -> RecordFilter:
     return RecordFilter(operation=args.operation, since=since, recent=args.recent)
 
 
+def _html(args: argparse.Namespace, page: str) -> None:
+    """Print the page (``--no-save``, ``--html -``) or save it beside the markdown report."""
+    target: Path = args.html if args.html is not None else args.report.with_suffix(".html")
+    if args.no_save or str(target) == "-":
+        sys.stdout.write(page)
+        return
+    write_text_atomic(target, page)
+    print(f"batch-metrics: HTML report saved to {target}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     where = _filter(args, now)
     thresholds = load_thresholds(args.thresholds)
+    page = args.format == "html"
+    if page:
+        require_matplotlib()  # before the work: one error line when it is missing
     with open_index(args.archive, rescan=args.rescan) as index:
         report = compute_trends(index, thresholds, where, now=now)
+        timeline = compute_timeline(index, where) if page else None
     warn_invalid(report.invalid_files)
     if report.records == 0:
         print("batch-metrics: no archived runs match the selection", file=sys.stderr)
     markdown = render_markdown(report)
-    if args.format == "json":
+    if timeline is not None:
+        _html(args, render_html(report, timeline, thresholds))
+    elif args.format == "json":
         print(report.model_dump_json(indent=2))
     else:
         print(markdown, end="")

@@ -1,8 +1,10 @@
 """Small typed builders for Grafana's dashboard JSON model (schemaVersion 41, Grafana 12).
 
 Only what the batch-metrics dashboards use: Prometheus targets, time series / stat / bar gauge /
-table panels, rows and template variables. Every builder returns plain JSON-ready dicts; the
-result is checked against the published dashboard schema in the tests.
+table / alert list panels, rows and template variables. Time series never bridge a gap
+(``spanNulls: false``): a period without runs shows as a gap, not as a line across it. Every
+builder returns plain JSON-ready dicts; the result is checked against the published dashboard
+schema in the tests.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ __all__ = [
 DATASOURCE_UID: Final = "batch-metrics-prometheus"
 DATASOURCE: Final[dict[str, str]] = {"type": "prometheus", "uid": DATASOURCE_UID}
 
-PanelType = Literal["timeseries", "stat", "bargauge", "table", "barchart"]
+PanelType = Literal["timeseries", "stat", "bargauge", "table", "barchart", "alertlist"]
 FULL_WIDTH: Final = 24
 
 
@@ -37,9 +39,10 @@ class Query:
     expr: str
     legend: str = ""
     instant: bool = False
+    table: bool = False  # one row per series (a table panel's format), else a time series
 
     def target(self, ref_id: str) -> dict[str, Any]:
-        return {
+        target = {
             "refId": ref_id,
             "datasource": dict(DATASOURCE),
             "expr": self.expr,
@@ -48,6 +51,9 @@ class Query:
             "range": not self.instant,
             "editorMode": "code",
         }
+        if self.table:
+            target["format"] = "table"
+        return target
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,11 @@ class Panel:
     min: float | None = None
     max: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # time series: "bars" draws one bar per step; stacked adds the series up
+    draw: Literal["line", "bars"] = "line"
+    stacked: bool = False
+    interval: str | None = None  # the shortest query step ("1h": one point per hour)
+    transformations: tuple[dict[str, Any], ...] = ()
 
     def to_json(self, panel_id: int, x: int, y: int) -> dict[str, Any]:
         defaults: dict[str, Any] = {
@@ -90,24 +101,35 @@ class Panel:
             defaults["max"] = self.max
         if self.type == "timeseries":
             defaults["custom"] = {
-                "drawStyle": "line",
-                "lineWidth": 2,
-                "fillOpacity": 10,
-                "showPoints": "never",
-                "spanNulls": True,
-                "thresholdsStyle": {"mode": "line+area" if self.threshold_line else "off"},
+                "drawStyle": self.draw,
+                "lineWidth": 2 if self.draw == "line" else 1,
+                "fillOpacity": 10 if self.draw == "line" else 80,
+                "showPoints": "auto",  # a lone point between gaps stays visible
+                "spanNulls": False,
+                "stacking": {"mode": "normal" if self.stacked else "none", "group": "A"},
+                "thresholdsStyle": {
+                    "mode": ("line+area" if self.draw == "line" else "line")
+                    if self.threshold_line
+                    else "off"
+                },
             }
-        return {
+        panel: dict[str, Any] = {
             "id": panel_id,
             "type": self.type,
             "title": self.title,
             "description": self.description,
-            "datasource": dict(DATASOURCE),
             "gridPos": {"h": self.height, "w": self.width, "x": x, "y": y},
             "targets": [q.target(chr(ord("A") + i)) for i, q in enumerate(self.queries)],
             "fieldConfig": {"defaults": defaults, "overrides": []},
             "options": self.options,
         }
+        if self.queries:
+            panel["datasource"] = dict(DATASOURCE)
+        if self.interval:
+            panel["interval"] = self.interval
+        if self.transformations:
+            panel["transformations"] = list(self.transformations)
+        return panel
 
 
 def row(title: str, panel_id: int, y: int) -> dict[str, Any]:

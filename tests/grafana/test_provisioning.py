@@ -311,3 +311,67 @@ def test_generator_check_mode_reports_stale_files(
     bad.write_text("window: [")
     assert main(["--thresholds", str(bad), "--root", str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith("exporter.grafana: error: invalid thresholds file")
+
+
+# -- what the on-call engineer needs ------------------------------------------------------
+
+
+def by_title(name: str) -> dict[str, dict[str, Any]]:
+    dashboard = json.loads((ROOT / f"grafana/dashboards/{name}.json").read_text())
+    return {p["title"]: p for p in panels(dashboard)}
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_no_line_bridges_an_idle_period(path: Path) -> None:
+    dashboard = json.loads(path.read_text())
+    spans = [v for k, v in walk(dashboard) if k == "spanNulls"]
+    assert spans and not any(spans)
+
+
+def test_overview_has_the_on_call_panels(thresholds: Thresholds) -> None:
+    dashboard = json.loads((ROOT / "grafana/dashboards/batch-overview.json").read_text())
+    rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
+    assert rows[0].startswith("Exporter health")
+    shown = by_title("batch-overview")
+    for title in (
+        "Exporter scraped",
+        "Invalid records",
+        "Scan errors",
+        "Last archive scan",
+        "Runs per hour by outcome",
+        "Failed items per hour",
+        "Spend per day by model",
+        "Cost per run by model",
+        "Tokens per run by model",
+        "Cache-read share of input tokens",
+        "Top error types",
+        "Error trend",
+        "Stage p95 duration",
+        "Stage p95 duration over time",
+    ):
+        assert title in shown, title
+    (top,) = shown["Top error types"]["targets"]
+    assert top["expr"].startswith("sort_desc(topk(10, ")
+    per_hour = shown["Runs per hour by outcome"]
+    assert per_hour["interval"] == "1h"
+    assert per_hour["fieldConfig"]["defaults"]["custom"]["stacking"]["mode"] == "normal"
+    p95 = shown["p95 operation duration"]["fieldConfig"]["defaults"]
+    assert [s["value"] for s in p95["thresholds"]["steps"]] == [None, 600]
+    assert p95["custom"]["thresholdsStyle"]["mode"] != "off"
+    since = shown["Time since last success"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [s["color"] for s in since] == ["green", "orange", "red"]
+    assert since[2]["value"] == 7 * 86_400  # the alert window (thresholds.yaml)
+    (alerts,) = [p for p in panels(dashboard) if p["type"] == "alertlist"]
+    assert alerts["options"]["stateFilter"]["firing"] is True
+    assert alerts["targets"] == [] and "datasource" not in alerts
+
+
+def test_live_dashboard_reads_only_what_serve_exposes() -> None:
+    text = (ROOT / "grafana/dashboards/batch-live.json").read_text()
+    assert "batch_operations_running" not in text  # the in-process path only
+    shown = by_title("batch-live")
+    assert shown["Progress per running task"]["targets"][0]["expr"] == "batch_task_progress"
+    table = shown["Per batch"]
+    assert table["type"] == "table"
+    assert {t["format"] for t in table["targets"]} == {"table"}
+    assert [t["id"] for t in table["transformations"]] == ["merge", "organize"]

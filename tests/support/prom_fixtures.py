@@ -146,6 +146,8 @@ def _record(op: str, plan: RunPlan, n: int, end: float) -> BatchRecord:
                         model="claude-sonnet-4-5" if plan.cost_usd is not None else "mystery-model",
                         input_tokens=plan.input_tokens,
                         output_tokens=plan.output_tokens,
+                        # a fifth of the input read from the prompt cache (input includes it)
+                        cache_read_tokens=plan.input_tokens // 5,
                         cost_usd=plan.cost_usd,
                         cost_source="estimate" if plan.cost_usd is not None else "unpriced",
                     )
