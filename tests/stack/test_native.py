@@ -133,7 +133,7 @@ def test_native_stack_delivers_the_alert_of_a_planted_slow_operation(
 
     # The fast runs are scraped first, so the slow one shows as an increase.
     wait_until(
-        lambda: len(query(prometheus, 'batch_operations_total{operation="execute"}')) == 1,
+        lambda: len(query(prometheus, 'batch_operations_total{operation="execute"} > 0')) == 1,
         timeout=30,
         what="the first scrape of the archive",
     )
