@@ -167,7 +167,11 @@ SIGNALS: Final[Mapping[str, Signal]] = MappingProxyType(
                 record="operation:batch_operation_duration_seconds:mean{window}",
                 query=mean_duration,
                 evaluate=lambda f: _ratio(f.duration_seconds, f.timed_runs),
-                evidence=lambda f: f"{f.timed_runs} timed runs, {f.duration_seconds:.0f}s in all",
+                evidence=lambda f: (
+                    f"mean {f.duration_seconds / f.timed_runs:.0f}s over {f.timed_runs} runs"
+                    if f.timed_runs
+                    else "no run recorded a duration"
+                ),
                 value_text="{{ {value} | humanizeDuration }}",
                 threshold_text="{:g} s",
                 unit="s",
