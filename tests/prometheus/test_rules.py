@@ -11,6 +11,7 @@ import yaml
 from exporter.cli.main import main
 from exporter.prometheus import promql
 from exporter.prometheus.rules import alert_name, build_rules, render_rules
+from exporter.signals.catalog import EXPORTER_JOB
 from exporter.signals.thresholds import Thresholds, load_thresholds
 from tests.support.prom_fixtures import RULES_FILE
 from tests.support.servers import require_binary
@@ -150,3 +151,9 @@ def test_rules_cli_check_and_write(tmp_path: Path, capsys: pytest.CaptureFixture
     )
     assert main(["rules", "--check", str(tmp_path / "missing.yml")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_the_health_alerts_watch_the_job_prometheus_yml_scrapes_serve_under() -> None:
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text(encoding="utf-8"))
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs[EXPORTER_JOB]["static_configs"] == [{"targets": ["exporter:9477"]}]
