@@ -4,13 +4,18 @@ As a user's stack sees it: ``serve`` starts on an archive that has never seen ``
 operation's very first runs then arrive all failed and slow. The success-rate and mean-duration
 alerts must reach pending (or firing) within a few evaluations, for exactly that operation, and
 the Grafana alert rules' queries, run on the same Prometheus, must select the same operations.
+The command each alert text names (`trends --operation OP --since 7d`) gives the same figure.
 When ``serve`` dies, the exporter-down alert takes over (issue 10).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
+import re
+import shlex
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,10 +27,18 @@ import pytest
 import yaml
 
 from exporter.archive.files import write_record
+from exporter.cli.main import main as cli_main
 from exporter.index.store import ArchiveIndex
 from exporter.prometheus.server import MetricsServer, build_registry
 from tests.support.records import rec
-from tests.support.servers import Server, prom_query, running, start_prometheus, wait_until
+from tests.support.servers import (
+    Server,
+    http_get,
+    prom_query,
+    running,
+    start_prometheus,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -84,6 +97,33 @@ def alerting(prometheus: Server, alertname: str) -> dict[str, str]:
     }
 
 
+RECORDED = {
+    "success_rate": "operation:batch_items:success_ratio7d",
+    "mean_duration_seconds": "operation:batch_operation_duration_seconds:mean7d",
+}
+
+
+def alert_description(prometheus: Server, alertname: str, operation: str) -> str:
+    body = json.loads(http_get(f"{prometheus.url}/api/v1/alerts")[1])
+    (alert,) = [
+        a
+        for a in body["data"]["alerts"]
+        if a["labels"]["alertname"] == alertname and a["labels"].get("operation") == operation
+    ]
+    description: str = alert["annotations"]["description"]
+    return description
+
+
+def run_cli(command: str, archive: Path) -> dict[str, Any]:
+    """``command`` (as an alert prints it) on ``archive``, its JSON report."""
+    argv = [*shlex.split(command)[1:], "--archive", str(archive), "--format", "json", "--no-save"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli_main(argv) == 0
+    report: dict[str, Any] = json.loads(out.getvalue())
+    return report
+
+
 def grafana_rule_selects(prometheus: Server, rule: dict[str, Any]) -> set[str]:
     """Grafana's A (instant query) -> reduce (last, drop non-numbers) -> threshold, now."""
     query, _, threshold = (step["model"] for step in rule["data"])
@@ -138,6 +178,18 @@ def test_the_first_runs_of_an_operation_all_failed_and_slow_alert(live: LiveStac
         prom, 'operation:batch_operation_duration_seconds:mean7d{operation="execute"}'
     )
     assert float(mean["value"][1]) == pytest.approx(1000.0, rel=1e-9)
+
+    # the command each alert names reproduces its figure from the archive
+    for name, key, value in (
+        ("BatchHighFailureRate", "success_rate", lambda op: op["success_rate"]),
+        ("BatchLongDuration", "mean_duration_seconds", lambda op: op["durations"]["mean"]),
+    ):
+        description = alert_description(prom, name, "execute")
+        (command,) = re.findall(r"`(batch-metrics trends [^`]*)`", description)
+        assert command == "batch-metrics trends --operation execute --since 7d"
+        report = run_cli(command, live.archive)
+        recorded = prom_query(prom, f'{RECORDED[key]}{{operation="execute"}}')[0]["value"][1]
+        assert value(report["operations"]["execute"]) == pytest.approx(float(recorded), rel=1e-9)
 
     # Grafana's rules, on the same Prometheus and data, select the same operations
     (group,) = yaml.safe_load(GRAFANA_RULES.read_text(encoding="utf-8"))["groups"]
