@@ -40,6 +40,7 @@ __all__ = [
     "OPERATIONS",
     "OPERATIONS_RUNNING",
     "STAGE_DURATION",
+    "TASKS_ABANDONED",
     "TASKS_RUNNING",
     "TASK_HEARTBEAT_AGE",
     "TASK_PROGRESS",
@@ -217,6 +218,13 @@ TASK_HEARTBEAT_AGE: Final = MetricSpec(
     "Seconds since a running task's last heartbeat.",
     ("batch_id", "task"),
 )
+TASKS_ABANDONED: Final = MetricSpec(
+    "batch.tasks.abandoned",
+    "gauge",
+    "{task}",
+    "Tasks of a batch whose heartbeat says running but is older than the abandon age.",
+    ("batch_id",),
+)
 TASK_PROGRESS: Final = MetricSpec(
     "batch.task.progress",
     "gauge",
@@ -252,7 +260,7 @@ EXPORTER_LAST_SCAN_TIMESTAMP: Final = MetricSpec(
     "batch_metrics.exporter.last_scan_timestamp",
     "gauge",
     "s",
-    "Unix time of the last look at the archive.",
+    "Unix time of the last successful look at the archive (the figures served are from then).",
     (),
 )
 EXPORTER_SCAN_ERRORS: Final = MetricSpec(
@@ -277,6 +285,7 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
     OPERATIONS_RUNNING,
     ITEMS_RUNNING,
     TASKS_RUNNING,
+    TASKS_ABANDONED,
     TASK_HEARTBEAT_AGE,
     TASK_PROGRESS,
     EXPORTER_RECORDS,

@@ -1,29 +1,32 @@
 """Grafana-managed alert rules, contact point and notification policy (file provisioning format).
 
-Each rule is the Prometheus alert of the same name (exporter/prometheus/rules.py), in
-Grafana's three-step form:
+Each rule is an alert of :mod:`exporter.signals.alerts` (the same as the Prometheus rule of that
+name), in Grafana's three-step form:
 
-* ``A``: the signal's PromQL from :mod:`exporter.prometheus.promql`, over the thresholds'
-  window, as an instant query (one value per operation);
-* ``B``: reduce ``A`` to its last value per series;
-* ``C``: threshold on ``B`` with the comparison and value from ``thresholds.yaml``.
+* ``A``: the alert's PromQL (a signal over the thresholds' window, or a health query), as an
+  instant query (one value per series);
+* ``B``: reduce ``A`` to its last value per series, dropping non-numbers (an operation without
+  runs in the window has 0/0);
+* ``C``: threshold on ``B`` with the comparison and value of the alert.
 
-So ``(A) <comparison> <threshold>`` is exactly ``promql.alert_expr(..., recorded=False)`` and
-the stalled-task rule is ``promql.stalled_task_expr``; ``tests/test_stack_grafana.py`` checks
-both against the generated Prometheus rule file. Notifications go to the stack's Alertmanager
-(one place to route every alert, Prometheus's and Grafana's), or wherever
-``$GRAFANA_ALERTMANAGER_URL`` points.
+``noDataState``: a query that returns nothing means a dead or missing exporter, never "all is
+well": the health rules go to Alerting, the others to NoData (Grafana's DatasourceNoData alert).
+Queries for which no series is normal (no task running) add a zero series while the exporter is
+scraped, so that for them too no data means a dead exporter. A failing query is an Error.
+
+Which engine notifies: these rules are for setups where Grafana evaluates the alerts (a
+Prometheus without our rule files, Grafana Cloud). The compose stack does not load them (it does
+not mount ``grafana/provisioning/alerting``): there Prometheus evaluates the same alerts and its
+Alertmanager notifies, once (docs/monitoring-stack.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from exporter.grafana.panels import DATASOURCE_UID
-from exporter.prometheus import promql
-from exporter.prometheus.rules import STALLED_ALERT, alert_name
-from exporter.signals.thresholds import Bottleneck, Thresholds, Trigger
+from exporter.signals.alerts import VALUE, AlertSpec, alert_specs
+from exporter.signals.thresholds import Thresholds
 
 __all__ = [
     "CONTACT_POINT",
@@ -44,73 +47,10 @@ EVALUATION_INTERVAL: Final = "1m"
 # Runbooks are sections of the stack guide (a repository path: prefix it with where you host it).
 RUNBOOK: Final = "docs/monitoring-stack.md"
 ORG_ID: Final = 1
+# how long a health query looks back (a window-less query still needs a range for Grafana)
+_HEALTH_RANGE_SECONDS: Final = 600
 
-GrafanaEvaluator = Literal["gt", "lt"]
-_EVALUATOR: Final[dict[str, GrafanaEvaluator]] = {">": "gt", "<": "lt"}
-
-
-@dataclass(frozen=True, slots=True)
-class AlertSpec:
-    """What one alert rule says, independent of Grafana's or Prometheus's syntax."""
-
-    name: str
-    query: str  # PromQL returning the signal per series
-    comparison: Literal[">", "<"]
-    threshold: float
-    for_: str
-    severity: str
-    summary: str
-    description: str
-    anchor: str  # section of the runbook
-
-    @property
-    def condition(self) -> str:
-        """The same alert as one PromQL expression."""
-        return f"({self.query}) {self.comparison} {self.threshold:g}"
-
-
-def alert_specs(thresholds: Thresholds) -> list[AlertSpec]:
-    """The bottleneck and trigger alerts from ``thresholds`` plus the stalled-task alert."""
-    rules: list[Bottleneck | Trigger] = [*thresholds.bottlenecks, *thresholds.triggers]
-    specs = [
-        AlertSpec(
-            name=alert_name(b.name),
-            query=promql.SIGNALS[b.signal](thresholds.window),
-            comparison=b.comparison,
-            threshold=b.threshold,
-            for_=b.for_,
-            severity=b.severity,
-            summary=b.summary.format(operation="{{ $labels.operation }}"),
-            description=(
-                f"{b.signal} of {{{{ $labels.operation }}}} over the last {thresholds.window} "
-                f"is {{{{ $values.B }}}} ({b.comparison} {b.threshold:g}). "
-                + b.recommendation.format(operation="{{ $labels.operation }}")
-                + ": run `batch-metrics trends` and `batch-metrics prioritize`."
-            ),
-            anchor=b.name.replace("_", "-"),
-        )
-        for b in rules
-    ]
-    stalled = thresholds.stalled_heartbeat_seconds
-    specs.append(
-        AlertSpec(
-            name=STALLED_ALERT,
-            query=promql.HEARTBEAT_AGE_METRIC,
-            comparison=">",
-            threshold=stalled,
-            for_="0s",
-            severity="warning",
-            summary="A running batch task has not written a heartbeat for over "
-            f"{stalled:g} seconds",
-            description=(
-                "Task {{ $labels.task }} of batch {{ $labels.batch_id }} last wrote its "
-                "heartbeat {{ $values.B }} s ago. Check the subagent's process and its "
-                ".ce/orchestration/tasks/ files."
-            ),
-            anchor="stalled-task",
-        )
-    )
-    return specs
+_EVALUATOR: Final = {">": "gt", "<": "lt"}
 
 
 def _expression_step(ref_id: str, model: dict[str, Any]) -> dict[str, Any]:
@@ -126,7 +66,7 @@ def _rule(spec: AlertSpec, window_seconds: int) -> dict[str, Any]:
     query_model = {
         "refId": "A",
         "datasource": {"type": "prometheus", "uid": DATASOURCE_UID},
-        "expr": spec.query,
+        "expr": spec.grafana_query,
         "instant": True,
         "range": False,
         "intervalMs": 60000,
@@ -157,20 +97,23 @@ def _rule(spec: AlertSpec, window_seconds: int) -> dict[str, Any]:
             {
                 "refId": "A",
                 "datasourceUid": DATASOURCE_UID,
-                "relativeTimeRange": {"from": window_seconds, "to": 0},
+                "relativeTimeRange": {
+                    "from": window_seconds if spec.recorded else _HEALTH_RANGE_SECONDS,
+                    "to": 0,
+                },
                 "model": query_model,
             },
             _expression_step("B", reduce_model),
             _expression_step("C", threshold_model),
         ],
-        "noDataState": "OK",  # no runs in the window is not a bottleneck
+        "noDataState": spec.no_data,
         "execErrState": "Error",
         "for": spec.for_,
         "isPaused": False,
-        "labels": {"severity": spec.severity, "service": "batch-metrics"},
+        "labels": {"severity": spec.severity, "rule": spec.key, "service": "batch-metrics"},
         "annotations": {
             "summary": spec.summary,
-            "description": spec.description,
+            "description": spec.description.replace(VALUE, "$values.B.Value"),
             "runbook_url": f"{RUNBOOK}#{spec.anchor}",
         },
     }
@@ -201,11 +144,12 @@ def rules_provisioning(thresholds: Thresholds) -> dict[str, Any]:
 
 
 def notification_provisioning() -> dict[str, Any]:
-    """Contact point and notification policy: every alert to the stack's Alertmanager.
+    """Contact point and notification policy: every Grafana alert to an Alertmanager.
 
-    ``alertmanager/alertmanager.yml`` then routes Grafana's and Prometheus's alerts alike to the
-    user's channel. ``$GRAFANA_ALERTMANAGER_URL`` (compose default: the stack's Alertmanager)
-    points Grafana elsewhere; Grafana expands ``$VAR`` in provisioning files.
+    For setups where Grafana evaluates the alerts: ``$GRAFANA_ALERTMANAGER_URL`` points at an
+    Alertmanager configured like ``alertmanager/alertmanager.yml`` (quiet route for ``info``,
+    inhibitions, the watchdog's dead man's switch). Grafana expands ``$VAR`` in provisioning
+    files.
     """
     return {
         "apiVersion": 1,

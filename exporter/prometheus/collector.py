@@ -9,9 +9,16 @@ place; ``serve`` calls it from a background thread.
 
 Invalid files are skipped: the index logs each once, and ``batch_metrics_exporter_invalid_records``
 counts them, together with valid records whose figures cannot be counted (a duration too large
-for any clock). A failing scan (archive unreadable, say) keeps the last good figures, logs, and
-increments ``batch_metrics_exporter_scan_errors_total``: a scrape never fails because of the
-archive. The counters are derived from the archive alone, so a restart yields the same values.
+for any clock). A failing scan (archive unreadable, say) keeps the last complete figures, logs,
+and increments ``batch_metrics_exporter_scan_errors_total``: a scrape never fails because of the
+archive. An update is all or nothing: one that fails half-way applies none of its changes, and
+the next one recounts from scratch. ``batch_metrics_exporter_last_scan_timestamp_seconds`` is
+the time of the last successful scan, the time of the figures served.
+
+Every bounded series (operation x outcome, :data:`~exporter.prometheus.series.ZERO_SERIES`) is
+exposed from the start, at zero until a record adds to it, so that ``increase()`` in the alert
+rules sees the first runs of an operation and an all-failed operation has a success series.
+The counters are derived from the archive alone, so a restart yields the same values.
 """
 
 from __future__ import annotations
@@ -22,12 +29,17 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from exporter.index.store import ArchiveIndex, RecordSummary, RefreshResult
-from exporter.prometheus.aggregates import Aggregates
-from exporter.prometheus.series import Contribution, contributions
+from exporter.prometheus.aggregates import LE_VALUES, Aggregates
+from exporter.prometheus.series import ZERO_SERIES, Contribution, contributions
 from instrumentation import contract
 
 __all__ = ["ArchiveCollector", "ScanStatus"]
@@ -53,8 +65,10 @@ class ArchiveCollector(Collector):
     def __init__(self, index: ArchiveIndex) -> None:
         self.index = index
         self._lock = threading.Lock()
+        # None: to be counted from scratch at the next update (cold start, or an update that
+        # failed half-way: the index has moved on, so the deltas it gave are lost)
         self._aggregates: Aggregates | None = None
-        self._families: list[Metric] | None = None  # built once per change, reused by scrapes
+        self._families: list[Metric] | None = None  # the last complete figures, served as is
         self._invalid = 0
         self._unusable: dict[str, str] = {}  # valid records whose figures cannot be counted
         self._scan_errors = 0
@@ -86,7 +100,7 @@ class ArchiveCollector(Collector):
                 self._load_cold()
             else:
                 self._apply(self.index.refresh(full=full))
-        except Exception as exc:  # keep serving the last good figures
+        except Exception as exc:  # keep serving the last complete figures
             self._scan_errors += 1
             reason = f"{type(exc).__name__}: {exc}"
             repeated = reason == self.status.error
@@ -96,13 +110,19 @@ class ArchiveCollector(Collector):
                 self.index.archive,
                 reason,
             )
+            # finished_at stays the last successful scan's: the time of the figures served
+            last = self.status
             self.status = ScanStatus(
-                False, self.status.records, self._invalid, 0.0, time.time(), reason
+                False, last.records, last.invalid, 0.0, last.finished_at, reason
             )
             return self.status
-        records = self._aggregates.records if self._aggregates else 0
+        assert self._aggregates is not None
         self.status = ScanStatus(
-            True, records, self._invalid, time.perf_counter() - started, time.time()
+            True,
+            self._aggregates.records,
+            self._invalid,
+            time.perf_counter() - started,
+            time.time(),
         )
         return self.status
 
@@ -110,43 +130,58 @@ class ArchiveCollector(Collector):
         """Like :meth:`update`, but also re-read files rewritten in place (stats every file)."""
         return self.update(full=True)
 
-    def _contribution(self, s: RecordSummary) -> Contribution | None:
+    def _contribution(self, s: RecordSummary, unusable: dict[str, str]) -> Contribution | None:
         try:
             return contributions(s)
         except ValueError as exc:
             _log.warning("not counting %s: %s", self.index.archive / s.file, exc)
-            self._unusable[s.file] = str(exc)
+            unusable[s.file] = str(exc)
             return None
 
     def _load_cold(self) -> None:
+        """Count every record from scratch; the collector's state changes only at the end."""
+        self._aggregates = None  # until this succeeds, the next update starts over
         result = self.index.refresh()
-        self._unusable.clear()
+        unusable: dict[str, str] = {}
         built = Aggregates()
         for summary in self.index.summaries():
-            c = self._contribution(summary)
+            c = self._contribution(summary, unusable)
             if c is not None:
                 built.apply(c)
-        self._aggregates = built
-        self._invalid = len(result.invalid) + len(self._unusable)
-        self._families = None
+        families = _render(built)
+        self._aggregates, self._families, self._unusable = built, families, unusable
+        self._invalid = len(result.invalid) + len(unusable)
 
     def _apply(self, result: RefreshResult) -> None:
+        """Apply the records added and removed since the last update, all or nothing."""
         if result.reset:  # the index changed under us: the deltas cannot be trusted
             _log.info("index of %s changed by another process: recounting", self.index.archive)
             self._load_cold()
             return
         aggregates = self._aggregates
         assert aggregates is not None
+        unusable = dict(self._unusable)
         if result.added or result.removed:
+            # The index has already moved past these changes: should anything below fail, the
+            # totals are recounted at the next update, and until then the last complete
+            # figures (rendered before anything is touched) are served.
+            self._aggregates = None
+            if self._families is None:
+                self._families = _render(aggregates)
+            pending: list[tuple[Contribution, int]] = []
             for gone in result.removed:
-                if self._unusable.pop(gone.file, None) is None:
-                    aggregates.apply(contributions(gone), -1)  # counted before, so countable
+                if unusable.pop(gone.file, None) is None:
+                    pending.append((contributions(gone), -1))  # counted before, so countable
             for new in result.added:
-                c = self._contribution(new)
+                c = self._contribution(new, unusable)
                 if c is not None:
-                    aggregates.apply(c)
-            self._families = None
-        self._invalid = len(result.invalid) + len(self._unusable)
+                    pending.append((c, 1))
+            for c, sign in pending:
+                aggregates.apply(c, sign)
+            families = _render(aggregates)
+            self._aggregates, self._families = aggregates, families
+        self._unusable = unusable
+        self._invalid = len(result.invalid) + len(unusable)
 
     # -- exposing ------------------------------------------------------------------------
 
@@ -154,12 +189,28 @@ class ArchiveCollector(Collector):
         """Update from the archive, then yield the contract's families and self-metrics."""
         status = self.update()
         with self._lock:
-            if self._families is None and self._aggregates is not None:
-                self._families = self._aggregates.metric_families()
             families = list(self._families or ())
             scan_errors = self._scan_errors
         yield from families
         yield from _self_metrics(status, scan_errors)
+
+
+def _render(aggregates: Aggregates) -> list[Metric]:
+    """The aggregates' families, plus a zero for every bounded series no record made yet."""
+    families = aggregates.metric_families()
+    by_name = {metric.name: metric for metric in families}
+    for family, labels in ZERO_SERIES:
+        key = (family, labels)
+        metric = by_name[family.name]
+        if family.kind == "histogram":
+            if key in aggregates.histograms:
+                continue
+            assert isinstance(metric, HistogramMetricFamily)
+            metric.add_metric(list(labels), buckets=[(le, 0.0) for le in LE_VALUES], sum_value=0)
+        elif key not in aggregates.counters:
+            assert isinstance(metric, CounterMetricFamily)
+            metric.add_metric(list(labels), 0.0)
+    return families
 
 
 def _self_metrics(status: ScanStatus, scan_errors: int) -> Iterator[Metric]:

@@ -8,12 +8,18 @@ running now, and a finished task's series go away):
 
 * ``batch_tasks_running{batch_id}``: tasks whose heartbeat says they run;
 * ``batch_task_heartbeat_age_seconds{batch_id, task}``: seconds since the task's last heartbeat
-  (``last_update``, else the file's mtime), which ``promql.stalled_task_expr`` alerts on;
-* ``batch_task_progress{batch_id, task}``: the task's reported progress, as written.
+  (``last_update``, else the file's mtime), which ``BatchTaskStalled`` alerts on;
+* ``batch_task_progress{batch_id, task}``: the task's reported progress, as written;
+* ``batch_tasks_abandoned{batch_id}``: tasks whose heartbeat says running but is older than the
+  abandon age (``abandoned_heartbeat_seconds`` in thresholds.yaml, 1 h by default). Such a task
+  is not running any more (its process died without a result): it leaves the three series above,
+  so the stalled alert resolves instead of firing forever, and ``BatchTaskAbandoned`` fires once.
 
 A task runs when its heartbeat status is one of :data:`RUNNING_STATUSES` and it has no result
 file; a batch with a result file is skipped without listing its tasks. Unreadable heartbeat
-files are skipped (they are being rewritten, or are not ours).
+files are skipped (they are being rewritten, or are not ours). A ``last_update`` written
+without a UTC offset is read as UTC (orchestrators write UTC; the exporter's own time zone,
+often another in a container, says nothing about the writer's).
 """
 
 from __future__ import annotations
@@ -24,13 +30,14 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from exporter.signals.thresholds import load_thresholds
 from exporter.util.paths import DEFAULT_ORCHESTRATION
 from instrumentation import contract
 
@@ -66,8 +73,8 @@ def _last_update(data: dict[str, Any], fallback: float) -> float:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             return fallback
-        if parsed.tzinfo is None:
-            parsed = parsed.astimezone()
+        if parsed.tzinfo is None:  # no offset: UTC, whatever this process's zone
+            parsed = parsed.replace(tzinfo=UTC)
         return parsed.timestamp()
     return fallback
 
@@ -122,15 +129,33 @@ def scan_running_tasks(orchestration: Path) -> list[RunningTask]:
 
 
 class HeartbeatCollector(Collector):
-    """Running tasks and their heartbeat ages, read from the orchestration directory per scrape."""
+    """Running tasks and their heartbeat ages, read from the orchestration directory per scrape.
 
-    def __init__(self, orchestration: Path, *, clock: Callable[[], float] = time.time) -> None:
+    ``abandon_after`` (seconds) defaults to the thresholds file's ``abandoned_heartbeat_seconds``,
+    the file the alert rules are generated from.
+    """
+
+    def __init__(
+        self,
+        orchestration: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        abandon_after: float | None = None,
+    ) -> None:
         self.orchestration = Path(orchestration)
         self._clock = clock
+        if abandon_after is None:
+            abandon_after = load_thresholds().abandoned_heartbeat_seconds
+        self.abandon_after = abandon_after
 
     def collect(self) -> Iterator[Metric]:
-        tasks = scan_running_tasks(self.orchestration)
+        found = scan_running_tasks(self.orchestration)
         now = self._clock()
+        tasks = [t for t in found if now - t.last_update <= self.abandon_after]
+        abandoned: dict[str, int] = {}
+        for t in found:
+            if now - t.last_update > self.abandon_after:
+                abandoned[t.batch_id] = abandoned.get(t.batch_id, 0) + 1
         running = GaugeMetricFamily(
             contract.TASKS_RUNNING.prometheus_base,
             contract.TASKS_RUNNING.help,
@@ -154,6 +179,14 @@ class HeartbeatCollector(Collector):
                 progress.add_metric([t.batch_id, t.task], t.progress)
         for batch_id, n in per_batch.items():
             running.add_metric([batch_id], n)
+        gone = GaugeMetricFamily(
+            contract.TASKS_ABANDONED.prometheus_base,
+            contract.TASKS_ABANDONED.help,
+            labels=list(contract.TASKS_ABANDONED.labels),
+        )
+        for batch_id, n in abandoned.items():
+            gone.add_metric([batch_id], n)
         yield running
         yield age
         yield progress
+        yield gone

@@ -27,6 +27,7 @@ Choices where the record leaves room (documented in docs/prometheus.md):
 
 from __future__ import annotations
 
+import itertools
 import math
 from bisect import bisect_left
 from collections.abc import Iterator
@@ -52,6 +53,7 @@ __all__ = [
     "STAGE_DURATION",
     "TOKENS",
     "UNKNOWN",
+    "ZERO_SERIES",
     "Contribution",
     "Family",
     "bucket_index",
@@ -114,6 +116,32 @@ FAMILIES: Final[tuple[Family, ...]] = (
     ERRORS,
     LAST_COMPLETION,
     LAST_SUCCESS,
+)
+
+
+def _bounded(family: Family, spec: contract.MetricSpec) -> tuple[LabelValues, ...]:
+    """Every label set of a counter or histogram whose labels all have enumerated values."""
+    if family.kind == "gauge" or any(label not in spec.values for label in spec.labels):
+        return ()
+    return tuple(itertools.product(*(spec.values[label] for label in spec.labels)))
+
+
+# Series exposed at zero before any record adds to them: every combination of bounded label
+# values (operation x outcome, ...) of the counters and histograms. Prometheus's increase()
+# ignores a series' first sample, so a series that first appeared at its current value would
+# hide the runs that created it (the very first, all-failed runs of an operation would never
+# alert); and an operation whose items all failed still has a success series, at 0. Labels with
+# open values (model, error type, stage) are not pre-created, nor are the timestamp gauges (a
+# zero there would read as "last succeeded in 1970").
+ZERO_SERIES: Final[tuple[tuple[Family, LabelValues], ...]] = tuple(
+    (family, labels)
+    for family, spec in (
+        (DURATION, contract.DURATION),
+        (OPERATIONS, contract.OPERATIONS),
+        (ITEMS, contract.ITEMS),
+        (ITEM_WORK, contract.ITEM_WORK),
+    )
+    for labels in _bounded(family, spec)
 )
 
 _STATUS_OUTCOME: Final[dict[str, sc.OperationOutcome]] = {

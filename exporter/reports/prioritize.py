@@ -15,8 +15,8 @@ from typing import Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from exporter.index.rollups import OPERATION_TOTALS
-from exporter.index.stats import success_rate
 from exporter.index.store import ArchiveIndex, RecordFilter
+from exporter.signals.catalog import SIGNALS, OperationFigures
 from exporter.util.datafile import load_data_file
 
 __all__ = [
@@ -157,10 +157,22 @@ def measure_signals(index: ArchiveIndex, where: RecordFilter | None = None) -> S
         ops = dict(zip(OPERATION_TOTALS.columns, row, strict=True))
         op, success, total = ops["operation"], ops["success"], ops["items"]
         records += ops["rows"]
-        rate = success_rate(success, total)
+        figures = OperationFigures(
+            runs=ops["rows"],
+            timed_runs=ops["durations"],
+            duration_seconds=ops["duration_seconds"],
+            items=total,
+            success=success,
+            failure=ops["failure"],
+            partial=ops["partial"],
+            tokens=ops["input_tokens"] + ops["output_tokens"],
+            cost_usd=ops["cost_usd"] if ops["runs_priced"] else 0.0,
+        )
+        # the alert signals' own definitions (exporter/signals/catalog.py), worst operation
+        rate = SIGNALS["success_rate"].evaluate(figures)
         if rate is not None and (worst is None or rate < worst[0]):
             worst = (rate, op, success, total)
-        mean = ops["duration_seconds"] / ops["durations"] if ops["durations"] else None
+        mean = SIGNALS["mean_duration_seconds"].evaluate(figures)
         if mean is not None and (slowest is None or mean > slowest[0]):
             slowest = (mean, op)
     if worst is not None:

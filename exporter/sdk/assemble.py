@@ -16,7 +16,8 @@ is :mod:`instrumentation.semconv`. Rules:
   A provider-reported cost wins over the pricing table's estimate; an unknown model is
   unpriced (listed in ``unpriced_models``), never $0.
 * **Errors.** Items whose final outcome is failure or partial, with error type and a bounded
-  message, in order of first start; an exception from the batch body comes last, without id.
+  message, in order of first start; an exception from the batch body comes last, without id,
+  unless it is the exception an item recorded on its way up (then it is that item's error, once).
 * **Parallel efficiency** = sum of all item attempts' durations / the batch's wall time: the
   work done per second of wall time (1.0 = as if run one after another; N = N items at once).
   None when there are no timed items or no wall time.
@@ -126,6 +127,41 @@ def _error_of(span: ReadableSpan) -> tuple[str | None, str | None]:
     if message is None and span.status.status_code is StatusCode.ERROR:
         message = _str(span.status.description)
     return error_type, _bounded(message)
+
+
+_TRACEBACK: Final = "Traceback (most recent call last):\n"
+
+
+def _stacktrace(span: ReadableSpan) -> str | None:
+    for event in span.events:
+        if event.name == "exception" and event.attributes:
+            trace = _str(event.attributes.get("exception.stacktrace"))
+            if trace:
+                return trace
+    return None
+
+
+def _escaped_from_an_item(root: ReadableSpan, spans: Sequence[ReadableSpan]) -> bool:
+    """Whether the exception that ended the batch body is one an item span already recorded.
+
+    An exception gains frames only at the top of its traceback as it travels up, so the one an
+    item recorded ends the batch's: its last traceback (after any chained ones) and message are
+    a suffix of the batch's. Such an exception is the item's error, counted once, with the item.
+    """
+    outer = _stacktrace(root)
+    if outer is None:
+        return False
+    for span in spans:
+        if _attrs(span).get(sc.ATTR_KIND) != "item":
+            continue
+        inner = _stacktrace(span)
+        if inner is None:
+            continue
+        last = inner.rfind(_TRACEBACK)
+        tail = inner[last + len(_TRACEBACK) :] if last >= 0 else inner
+        if tail and outer.endswith(tail):
+            return True
+    return False
 
 
 def _find_root(spans: Sequence[ReadableSpan], running: bool) -> ReadableSpan:
@@ -367,7 +403,7 @@ def assemble(
     ]
     body_type, body_message = _error_of(root)
     body_failed = root.status.status_code is StatusCode.ERROR or body_type is not None
-    if body_failed:
+    if body_failed and not _escaped_from_an_item(root, spans):
         errors.append(ErrorEntry(error_type=body_type, error_message=body_message))
 
     start_ns = cast(int, root.start_time)

@@ -16,11 +16,12 @@ from exporter.archive.model import (
     StageDuration,
     TokenUsage,
 )
-from exporter.index.store import ArchiveIndex, summarize
+from exporter.index.store import ArchiveIndex, RecordSummary, summarize
+from exporter.prometheus import collector as collector_module
 from exporter.prometheus.aggregates import LE_VALUES
 from exporter.prometheus.collector import ArchiveCollector
-from exporter.prometheus.series import FAMILIES, contributions, operation_outcome
-from instrumentation.semconv import DURATION_BUCKETS
+from exporter.prometheus.series import FAMILIES, Contribution, contributions, operation_outcome
+from instrumentation.semconv import DURATION_BUCKETS, OPERATIONS
 from tests.support.records import T0, rec
 
 
@@ -66,7 +67,7 @@ def test_one_record_gives_exact_samples(tmp_path: Path) -> None:
     assert value(registry, "batch_operations_total", **ex, outcome="partial") == 1.0
     assert value(registry, "batch_items_total", **ex, outcome="success") == 3.0
     assert value(registry, "batch_items_total", **ex, outcome="failure") == 1.0
-    assert value(registry, "batch_items_total", **ex, outcome="partial") is None
+    assert value(registry, "batch_items_total", **ex, outcome="partial") == 0.0  # zero-initialised
     assert value(registry, "batch_items_total", **ex, outcome="unknown") == 1.0  # 5 - 3 - 1
     dur = {"operation": "execute", "outcome": "partial"}
     assert value(registry, "batch_operation_duration_seconds_sum", **dur) == 700.5
@@ -158,7 +159,7 @@ def test_record_without_duration_is_counted_not_observed(tmp_path: Path) -> None
     registry, _ = collector_for(archive, tmp_path)
     labels = {"operation": "execute", "outcome": "success"}
     assert value(registry, "batch_operations_total", **labels) == 1.0
-    assert value(registry, "batch_operation_duration_seconds_count", **labels) is None
+    assert value(registry, "batch_operation_duration_seconds_count", **labels) == 0.0
     assert value(registry, "batch_last_completion_timestamp_seconds", **labels) == T0.timestamp()
 
 
@@ -260,6 +261,9 @@ def test_failing_scan_keeps_last_figures(
     assert "batch_metrics_exporter_scan_errors_total 2.0" in second
     assert collector.status.ok is False
     assert collector.status.error == "OSError: disk on fire"
+    # the last successful scan's time stays exposed: the figures served are from then
+    scanned = value(registry, "batch_metrics_exporter_last_scan_timestamp_seconds")
+    assert scanned is not None and 0 < scanned == collector.status.finished_at
     assert (
         len([r for r in caplog.records if "disk on fire" in r.getMessage()]) == 1
     )  # not per scrape
@@ -274,7 +278,7 @@ def test_item_work_is_duration_times_efficiency_when_both_are_known(tmp_path: Pa
     registry, _ = collector_for(archive, tmp_path)
     work = value(registry, "batch_item_work_seconds_total", operation="execute")
     assert work == 700.5 * 2.5 + 100.25 * 0.5
-    assert value(registry, "batch_item_work_seconds_total", operation="review") is None
+    assert value(registry, "batch_item_work_seconds_total", operation="review") == 0.0
 
 
 def test_every_contract_family_is_exposed_with_help(tmp_path: Path) -> None:
@@ -394,3 +398,75 @@ def test_the_collector_recounts_when_another_process_changed_its_index(tmp_path:
             )
             == 1.0
         )
+
+
+def test_every_bounded_series_is_exposed_at_zero_before_any_record(tmp_path: Path) -> None:
+    """increase() ignores a series' first sample: series must exist before their first run."""
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    registry, _ = collector_for(archive, tmp_path)
+    for op in OPERATIONS:
+        for outcome in ("success", "failure", "partial"):
+            labels = {"operation": op, "outcome": outcome}
+            assert value(registry, "batch_operations_total", **labels) == 0.0
+            assert value(registry, "batch_operation_duration_seconds_count", **labels) == 0.0
+            assert value(registry, "batch_operation_duration_seconds_sum", **labels) == 0.0
+            for le in LE_VALUES:
+                bucket = value(registry, "batch_operation_duration_seconds_bucket", **labels, le=le)
+                assert bucket == 0.0
+        for outcome in ("success", "failure", "partial", "unknown"):
+            assert value(registry, "batch_items_total", operation=op, outcome=outcome) == 0.0
+        assert value(registry, "batch_item_work_seconds_total", operation=op) == 0.0
+    # open-ended labels and timestamps are not invented
+    text = generate_latest(registry).decode()
+    for family in ("batch_tokens_total{", "batch_errors_total{", "batch_last_success_timestamp_"):
+        assert f"\n{family}" not in text
+
+
+def test_an_all_failed_operation_has_a_success_series_at_zero(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    write_record(archive, rec("1", total=4, success=0, failure=4, status="failed"))
+    registry, _ = collector_for(archive, tmp_path)
+    ex = {"operation": "execute"}
+    assert value(registry, "batch_items_total", **ex, outcome="success") == 0.0
+    assert value(registry, "batch_items_total", **ex, outcome="failure") == 4.0
+    assert value(registry, "batch_operations_total", **ex, outcome="failure") == 1.0
+
+
+def test_an_update_that_fails_half_way_serves_the_last_complete_figures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = tmp_path / "archive"
+    write_record(archive, rec("1"))
+    registry, collector = collector_for(archive, tmp_path)
+    before = generate_latest(registry).decode()
+    write_record(archive, rec("2", success=5, failure=0, status="completed"))
+    write_record(archive, rec("3", success=0, failure=5, status="failed"))
+    real = contributions
+    calls: list[str] = []
+
+    def second_fails(s: RecordSummary) -> Contribution:
+        calls.append(s.file)
+        if len(calls) == 2:
+            raise RuntimeError("bug in the middle of an update")
+        return real(s)
+
+    monkeypatch.setattr(collector_module, "contributions", second_fails)
+    during = generate_latest(registry).decode()
+    assert len(calls) == 2  # one record's contribution was computed before the failure
+    assert collector.status.ok is False
+    assert _contract_lines(during) == _contract_lines(before)  # nothing half-applied
+    monkeypatch.setattr(collector_module, "contributions", real)
+    after = generate_latest(registry).decode()
+    fresh, _ = collector_for(archive, tmp_path)
+    assert _contract_lines(after) == _contract_lines(generate_latest(fresh).decode())
+    assert value(registry, "batch_metrics_exporter_records") == 3.0
+    assert value(registry, "batch_operations_total", operation="execute", outcome="failure") == 1.0
+
+
+def _contract_lines(text: str) -> list[str]:
+    return sorted(
+        line
+        for line in text.splitlines()
+        if line.startswith("batch_") and not line.startswith("batch_metrics_")
+    )

@@ -516,7 +516,7 @@ scrape_configs:
 """,
         )
         with running(start_prometheus(config, tmp_path / "prom")) as prometheus:
-            query = 'batch_operations_total{job="batch-metrics",outcome="partial"}'
+            query = 'batch_operations_total{job="batch-metrics",outcome="partial"} > 0'
 
             def scraped() -> bool:
                 return bool(prom_query(prometheus, query)) and bool(

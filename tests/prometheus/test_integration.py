@@ -100,12 +100,17 @@ def test_scraped_values_equal_the_archive(prom_stack: PromStack) -> None:
         (s["metric"]["operation"], s["metric"]["outcome"]): float(s["value"][1])
         for s in prom_query(prom, 'batch_operations_total{job="batch-metrics"}')
     }
-    assert scraped_runs == {k: float(v) for k, v in runs.items()}
+    # every bounded series exists from the start, at 0 until a record adds to it
+    assert {k: v for k, v in scraped_runs.items() if v} == {k: float(v) for k, v in runs.items()}
+    assert len(scraped_runs) == len(PLAN) * 3
     scraped_items = {
         (s["metric"]["operation"], s["metric"]["outcome"]): float(s["value"][1])
         for s in prom_query(prom, 'batch_items_total{job="batch-metrics"}')
     }
-    assert scraped_items == {k: float(v) for k, v in items.items() if v}
+    assert {k: v for k, v in scraped_items.items() if v} == {
+        k: float(v) for k, v in items.items() if v
+    }
+    assert len(scraped_items) == len(PLAN) * 4
     scraped_seconds = by_operation(
         prom_query(
             prom, 'sum by (operation) (batch_operation_duration_seconds_sum{job="batch-metrics"})'

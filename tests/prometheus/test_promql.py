@@ -14,6 +14,7 @@ import io
 import json
 import math
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -158,11 +159,15 @@ def run_trends(archive: Path) -> dict[str, Any]:
     return report
 
 
-def evaluate_grafana_rule(stack: PromStack, rule: dict[str, Any]) -> set[str]:
-    """Grafana's A -> reduce(last, dropNN) -> threshold, on the real query result."""
+def evaluate_grafana_rule(
+    stack: PromStack, rule: dict[str, Any], at: float | None = None
+) -> set[str]:
+    """Grafana's A -> reduce(last, dropNN) -> threshold, on the real query result at ``at``
+    (default: the end of the backfilled history)."""
     query, reduce, threshold = (step["model"] for step in rule["data"])
     assert (reduce["reducer"], reduce["settings"]) == ("last", {"mode": "dropNN"})
-    result = prom_query(stack.prometheus, query["expr"], at=stack.history_end)
+    when = stack.history_end if at is None else at
+    result = prom_query(stack.prometheus, query["expr"], at=when)
     reduced = {
         json.dumps(s["metric"], sort_keys=True): float(s["value"][1])
         for s in result
@@ -205,6 +210,20 @@ def test_grafana_alert_rules_fire_for_exactly_what_trends_flags(
         assert expected == {"execute"}
         assert evaluate_grafana_rule(stack, rules[alert_name(trigger.name)]) == expected
 
-    # No running task, no heartbeat series: the stalled rule has no data (state OK), no alert.
+    # No running task: the stalled rule's query gives one zero series while the exporter is
+    # scraped (so that no data at all means a dead exporter, NoData, never OK), and no alert.
     assert evaluate_grafana_rule(stack, rules["BatchTaskStalled"]) == set()
-    assert rules["BatchTaskStalled"]["noDataState"] == "OK"
+    assert rules["BatchTaskStalled"]["noDataState"] == "NoData"
+    wait_until(
+        lambda: bool(prom_query(stack.prometheus, 'up{job="batch-metrics"} == 1')),
+        timeout=30,
+        what="the first scrape of serve",
+    )
+    now = time.time()
+    stalled_query = rules["BatchTaskStalled"]["data"][0]["model"]["expr"]
+    assert [s["value"][1] for s in prom_query(stack.prometheus, stalled_query, at=now)] == ["0"]
+    # The exporter is healthy: no health rule fires but the watchdog.
+    health = {"Watchdog", *(n for n in rules if n.startswith("BatchMetrics"))}
+    assert len(health) == 6
+    firing = {name for name in health if evaluate_grafana_rule(stack, rules[name], at=now)}
+    assert firing == {"Watchdog"}

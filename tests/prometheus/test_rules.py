@@ -11,6 +11,7 @@ import yaml
 from exporter.cli.main import main
 from exporter.prometheus import promql
 from exporter.prometheus.rules import alert_name, build_rules, render_rules
+from exporter.signals.catalog import EXPORTER_JOB
 from exporter.signals.thresholds import Thresholds, load_thresholds
 from tests.support.prom_fixtures import RULES_FILE
 from tests.support.servers import require_binary
@@ -46,16 +47,44 @@ def test_rules_follow_thresholds(packaged: Thresholds) -> None:
             "BatchHighTokenUsage",
             "BatchHighCost",
             "BatchTaskStalled",
+            "BatchTaskAbandoned",
         ]
     )
+    health = {r["alert"]: r for r in groups["batch-metrics.health"]}
+    assert health["BatchMetricsExporterDown"]["expr"] == 'up{job="batch-metrics"} < 1'
+    assert 'absent(up{job="batch-metrics"})' in health["BatchMetricsExporterAbsent"]["expr"]
+    assert health["Watchdog"]["labels"]["severity"] == "none"
+    assert sorted(health) == sorted(
+        [
+            "BatchMetricsExporterDown",
+            "BatchMetricsExporterAbsent",
+            "BatchMetricsScanErrors",
+            "BatchMetricsInvalidRecords",
+            "BatchMetricsScanStale",
+            "Watchdog",
+        ]
+    )
+    # every alert waits out a blip except the watchdog and the once-only abandoned alert
+    every = {**alerts, **health}
+    assert {name for name, rule in every.items() if "for" not in rule} == {
+        "Watchdog",
+        "BatchTaskAbandoned",
+    }
+    assert alerts["BatchTaskStalled"]["for"] == "1m"
     assert (
         alerts["BatchLongDuration"]["expr"]
         == "operation:batch_operation_duration_seconds:mean7d > 600"
     )
     assert alerts["BatchHighFailureRate"]["expr"] == "operation:batch_items:success_ratio7d < 0.9"
     assert alerts["BatchTaskStalled"]["expr"] == "batch_task_heartbeat_age_seconds > 60"
-    for rule in alerts.values():
-        assert set(rule["annotations"]) == {"summary", "description"}
+    for rule in every.values():
+        assert set(rule["annotations"]) == {"summary", "description", "runbook_url"}
+    # a signal's alert names the command that reproduces its figure, over the rule's window
+    for name in ("BatchLongDuration", "BatchHighFailureRate", "BatchHighCost"):
+        assert (
+            "`batch-metrics trends --operation {{ $labels.operation }} --since 7d`"
+            in alerts[name]["annotations"]["description"]
+        )
 
 
 def test_thresholds_change_the_rules(packaged: Thresholds) -> None:
@@ -67,9 +96,15 @@ def test_thresholds_change_the_rules(packaged: Thresholds) -> None:
         }
     )
     alerts = build_rules(changed)["groups"][1]["rules"]
-    assert [a["alert"] for a in alerts] == ["BatchLongDuration", "BatchTaskStalled"]
+    assert [a["alert"] for a in alerts] == [
+        "BatchLongDuration",
+        "BatchTaskStalled",
+        "BatchTaskAbandoned",
+    ]
     assert alerts[0]["expr"] == "operation:batch_operation_duration_seconds:mean1d > 1200"
-    assert "(threshold: > 1200 s)" in alerts[0]["annotations"]["description"]
+    description = alerts[0]["annotations"]["description"]
+    assert "(threshold: > 1200 s)" in description
+    assert "--since 1d`" in description
 
 
 def test_alert_name() -> None:
@@ -82,7 +117,7 @@ def test_promtool_check_and_unit_tests() -> None:
         [promtool, "check", "rules", str(RULES_FILE)], capture_output=True, text=True, check=False
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 9 rules found" in checked.stdout + checked.stderr
+    assert "SUCCESS: 16 rules found" in checked.stdout + checked.stderr
     tests = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
     assert tests
     tested = subprocess.run(
@@ -116,3 +151,9 @@ def test_rules_cli_check_and_write(tmp_path: Path, capsys: pytest.CaptureFixture
     )
     assert main(["rules", "--check", str(tmp_path / "missing.yml")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_the_health_alerts_watch_the_job_prometheus_yml_scrapes_serve_under() -> None:
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text(encoding="utf-8"))
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs[EXPORTER_JOB]["static_configs"] == [{"targets": ["exporter:9477"]}]

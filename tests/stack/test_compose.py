@@ -206,7 +206,8 @@ def test_mounted_and_built_paths_exist_in_the_repository(
             "Dockerfile",
             "prometheus",
             "alertmanager",
-            "grafana/provisioning",
+            "grafana/provisioning/datasources",
+            "grafana/provisioning/dashboards",
             "grafana/dashboards",
             "otel-collector/config.yaml",
             "tempo/tempo.yaml",
@@ -301,7 +302,7 @@ def test_grafana_is_locked_down(resolved: dict[str, Any], user_env: dict[str, st
     assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
     assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
     assert env["GF_SECURITY_ADMIN_PASSWORD"] == user_env["GF_SECURITY_ADMIN_PASSWORD"]
-    assert env["GRAFANA_ALERTMANAGER_URL"] == "http://alertmanager:9093"
+    assert "GRAFANA_ALERTMANAGER_URL" not in env  # Prometheus alerts in this stack, not Grafana
     home = env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert home == "/etc/grafana/dashboards/batch-overview.json"
     assert (ROOT / "grafana/dashboards/batch-overview.json").is_file()
