@@ -11,7 +11,8 @@
 | ``BATCH_METRICS_PRICING`` | ``configure()``, reports | pricing table merged over the built-in |
 | ``BATCH_METRICS_THRESHOLDS`` | ``trends``, ``rules``, Grafana | thresholds file |
 
-``BATCH_METRICS_CE_DIR`` is read by docker-compose.yml only (the ``.ce`` directory to mount).
+``BATCH_METRICS_CE_DIR`` and ``BATCH_METRICS_SOURCE`` are read by docker-compose.yml only (the
+``.ce`` directory to mount; where the exporter image is built from).
 An empty variable counts as unset. :func:`load_settings` checks every value at once: the CLI
 calls it before running a command, so a bad value is one error line (exit 2), never a
 traceback; a library caller (``configure()``) logs the error and falls back to the default, as
