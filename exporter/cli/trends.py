@@ -55,7 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     which.add_argument("--all", action="store_true", help="every run (the default)")
     parser.add_argument(
-        "--since", metavar="WHEN", help="runs that started after WHEN: 7d, 12h, 2w or an ISO date"
+        "--since",
+        metavar="WHEN",
+        help="runs that ended at or after WHEN: 7d, 12h, 2w or an ISO date",
     )
     parser.add_argument("--operation", choices=OPERATIONS, help="one operation only")
     add_archive_option(parser)

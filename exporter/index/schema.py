@@ -59,6 +59,9 @@ CREATE INDEX IF NOT EXISTS errors_by_file ON errors (file_id);
 # builds them again from the loaded rows, which is faster than growing them row by row.
 READ_INDEXES: Final = {
     "files_by_time": "files (timestamp)",
+    # time windows select by end time (summary.END_SQL, with "f." dropped)
+    "files_by_end": "files ((timestamp + COALESCE(duration_seconds, 0.0))) "
+    "WHERE invalid_reason IS NULL",
     # ordered per operation, for what the rollups cannot give: extremes, quantiles, batches
     "files_by_operation_duration": "files (operation, duration_seconds) "
     "WHERE invalid_reason IS NULL",

@@ -402,7 +402,7 @@ class ArchiveIndex:
     ) -> list[RecordSummary]:
         """Valid records, oldest first (by start timestamp, then file name).
 
-        ``since`` keeps records that started at or after it; ``recent`` keeps the N most
+        ``since`` keeps records that ended at or after it; ``recent`` keeps the N most
         recent by timestamp (not by file name, unlike the seed's script).
         """
         where = RecordFilter(

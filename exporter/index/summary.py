@@ -7,12 +7,13 @@ exporter read; :func:`summarize` makes one from a validated record.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 if TYPE_CHECKING:
     from exporter.archive.model import BatchRecord
 
 __all__ = [
+    "END_SQL",
     "ModelTokens",
     "RecordFilter",
     "RecordSummary",
@@ -127,12 +128,21 @@ def summarize(record: BatchRecord, file: str) -> RecordSummary:
     )
 
 
+# A record's end time in SQL over table ``files`` aliased ``f``: start plus duration, or the
+# start when the duration is unknown (as RecordSummary.end_timestamp); an index has this form.
+END_SQL: Final = "(f.timestamp + COALESCE(f.duration_seconds, 0.0))"
+
+
 @dataclass(frozen=True, slots=True)
 class RecordFilter:
-    """Which valid records a query covers: one operation, a start time, the N most recent."""
+    """Which valid records a query covers: one operation, a time window, the N most recent.
+
+    A record is in a time window when its end time is (the one window rule, used by ``serve``,
+    ``backfill`` and ``trends --since``: docs/architecture.md, "Windows: when a record counts").
+    """
 
     operation: str | None = None
-    since: float | None = None  # epoch seconds; records that started at or after it
+    since: float | None = None  # epoch seconds; records that ended at or after it
     recent: int | None = None  # the N most recent by start timestamp (not by file name)
 
     def sql(self) -> tuple[str, list[object]]:
@@ -143,7 +153,7 @@ class RecordFilter:
             clauses.append("f.operation = ?")
             params.append(self.operation)
         if self.since is not None:
-            clauses.append("f.timestamp >= ?")
+            clauses.append(f"{END_SQL} >= ?")
             params.append(self.since)
         if self.recent is not None:
             inner = " AND ".join(c.replace("f.", "g.") for c in clauses)

@@ -192,8 +192,13 @@ def test_select_aggregates_with_filters(archive: Path) -> None:
             where=RecordFilter(recent=2),
         )
         assert tokens == [("claude-sonnet-4-5", 2000)]
-        since = RecordFilter(since=(T0 + timedelta(minutes=2)).timestamp(), operation="execute")
-        assert idx.select("SELECT f.batch_id FROM files f WHERE {where}", where=since) == [("2",)]
+        # a window holds the runs that ended in it: run 1 started 1 min in and took 100 s
+        ended = (T0 + timedelta(minutes=1, seconds=100)).timestamp()
+        since = RecordFilter(since=ended, operation="execute")
+        query = "SELECT f.batch_id FROM files f WHERE {where} ORDER BY f.batch_id"
+        assert idx.select(query, where=since) == [("1",), ("2",)]
+        later = RecordFilter(since=ended + 0.001, operation="execute")
+        assert idx.select(query, where=later) == [("2",)]
 
 
 def test_a_corrupt_index_file_is_rebuilt(archive: Path, tmp_path: Path) -> None:
