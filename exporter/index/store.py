@@ -43,6 +43,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+from exporter.index.parsing import Parsed, parse_files, signed_inode
 from exporter.index.queries import Snapshot, SumOverflowError, query
 from exporter.index.rollups import ROLLUPS
 from exporter.index.schema import (
@@ -56,6 +57,7 @@ from exporter.index.schema import (
     set_meta,
 )
 from exporter.index.summary import (
+    END_SQL,
     ModelTokens,
     RecordFilter,
     RecordSummary,
@@ -67,7 +69,9 @@ from exporter.index.writes import (
     FileIdentity,
     bulk_load,
     count_write,
+    drop_rows,
     heal_rollups,
+    insert_rows,
     write_rows,
 )
 from exporter.util.paths import is_record_name
@@ -96,11 +100,6 @@ _UNSETTLED: Final = -2  # stored instead of such an mtime: it never matches a re
 # A refresh changing at least this many records, and an eighth of the index, recomputes the
 # rollups in one pass instead of letting their triggers add and subtract row by row.
 _BULK_CHANGES: Final = 1000
-
-
-def _signed(inode: int) -> int:
-    """An inode number as SQLite can store it: unsigned 64-bit numbers past 2**63 wrap."""
-    return inode - 2**64 if inode >= 2**63 else inode
 
 
 def default_index_path(archive: Path, *, purpose: str = "") -> Path | None:
@@ -245,19 +244,12 @@ class ArchiveIndex:
                         st = e.stat(follow_symlinks=False)
                     except OSError:
                         continue
-                    found[e.name] = (st.st_size, st.st_mtime_ns, _signed(st.st_ino))
+                    found[e.name] = (st.st_size, st.st_mtime_ns, signed_inode(st.st_ino))
         return found
 
     def _list_inodes(self) -> dict[str, int]:
         with os.scandir(self.archive) as entries:
-            return {e.name: _signed(e.inode()) for e in entries if is_record_name(e.name)}
-
-    def _stat(self, name: str) -> FileIdentity | None:
-        try:
-            st = (self.archive / name).lstat()
-        except OSError:
-            return None
-        return (st.st_size, st.st_mtime_ns, _signed(st.st_ino))
+            return {e.name: signed_inode(e.inode()) for e in entries if is_record_name(e.name)}
 
     def _apply(
         self,
@@ -271,40 +263,30 @@ class ArchiveIndex:
     ) -> RefreshResult:
         """Parse ``to_read``, drop ``gone``, and store the result in one transaction.
 
-        With ``heal`` (a full refresh), totals an overflow made inexact are recomputed.
+        With ``heal`` (a full refresh), totals an overflow made inexact are recomputed. A bulk
+        change (a first build) is written while the files are parsed, under the write lock;
+        otherwise files are parsed first and the transaction is short.
         """
-        from exporter.archive import files as archive  # noqa: PLC0415 (parsing records needs pydantic: load it late)
-
         known = self._known if self._known is not None else {}
         invalid = self._invalid_cache()
-        added: list[RecordSummary] = []
-        newly_invalid: dict[str, str] = {}
-        stored: dict[str, FileIdentity] = {}
-        vanished: list[str] = []
-        for name in sorted(to_read):  # parse outside the write transaction
-            path = self.archive / name
-            try:
-                record, st = archive.read_record_stat(path)
-            except archive.InvalidRecordFile as exc:
-                status = self._stat(name)
-                if status is None:  # vanished between listing and reading
-                    vanished.append(name)
-                    continue
-                newly_invalid[name] = exc.reason
-                stored[name] = status
-                continue
-            added.append(summarize(record, name))
-            stored[name] = (st.st_size, st.st_mtime_ns, _signed(st.st_ino))
-        replaced = [n for n in (*gone, *vanished, *stored) if n in known]
+        names, gone = sorted(to_read), list(gone)
+        changed = [*gone, *names]  # every row of these names goes, also another process's
+        replaced = [n for n in changed if n in known]
+        bulk = len(changed) >= _BULK_CHANGES and len(changed) * 8 >= len(known) + len(names)
+        parsed = _Parsed()
         db = self._db
+        if not bulk:
+            parsed.take(parse_files(self.archive, names))  # outside the write transaction
         db.execute("BEGIN IMMEDIATE")
         try:
             removed, reset = self._replaced_rows(replaced, known)
-            # Everything about these names goes, also rows another process indexed meanwhile.
-            changed = [*gone, *vanished, *stored]
-            bulk = len(changed) >= _BULK_CHANGES and len(changed) * 8 >= len(known) + len(stored)
-            with bulk_load(db) if bulk else contextlib.nullcontext():
-                write_rows(db, changed, stored, newly_invalid, added)
+            if bulk:
+                with bulk_load(db):
+                    drop_rows(db, changed)
+                    for chunk in _chunks(parse_files(self.archive, names), 2000):
+                        insert_rows(db, *parsed.take(chunk))
+            else:
+                write_rows(db, changed, parsed.stored, parsed.newly_invalid, parsed.added)
             if changed:
                 count_write(db)
             if heal and not bulk:
@@ -318,15 +300,15 @@ class ArchiveIndex:
         for name in replaced:
             known.pop(name, None)
             invalid.pop(name, None)
-        known.update(stored)
-        invalid.update(newly_invalid)
-        for name, reason in newly_invalid.items():
+        known.update(parsed.stored)
+        invalid.update(parsed.newly_invalid)
+        for name, reason in parsed.newly_invalid.items():
             _log.warning("skipping invalid record %s: %s", self.archive / name, reason)
         return RefreshResult(
-            added=tuple(added),
+            added=tuple(parsed.added),
             removed=tuple(removed),
             invalid=dict(invalid),
-            newly_invalid=newly_invalid,
+            newly_invalid=parsed.newly_invalid,
             reset=reset,
             scanned_files=scanned,
             seconds=time.perf_counter() - started,
@@ -416,9 +398,55 @@ class ArchiveIndex:
         )
         return [from_row(r) for r in rows]
 
+    def end_times(self) -> dict[str, float]:
+        """Every valid record's file name and end time (the window rule's time)."""
+        rows = self.select(f"SELECT f.name, {END_SQL} FROM files f WHERE {{where}}")  # noqa: S608
+        return dict(rows)
+
     def __len__(self) -> int:
         with self._lock:
             row = self._db.execute(
                 "SELECT count(*) FROM files WHERE invalid_reason IS NULL"
             ).fetchone()
         return int(row[0])
+
+
+class _Parsed:
+    """What parsing the files of one refresh found, gathered chunk by chunk."""
+
+    def __init__(self) -> None:
+        self.added: list[RecordSummary] = []
+        self.newly_invalid: dict[str, str] = {}
+        self.stored: dict[str, FileIdentity] = {}
+
+    def take(
+        self, outcomes: Iterable[Parsed]
+    ) -> tuple[dict[str, FileIdentity], dict[str, str], list[RecordSummary]]:
+        """Sort ``outcomes`` in (a file that vanished meanwhile is left out: its row is gone);
+        returns what they add, as :func:`insert_rows` takes it."""
+        stored: dict[str, FileIdentity] = {}
+        newly_invalid: dict[str, str] = {}
+        added: list[RecordSummary] = []
+        for name, identity, summary, reason in outcomes:
+            if identity is None:
+                continue
+            stored[name] = identity
+            if summary is None:
+                newly_invalid[name] = reason or "invalid"
+            else:
+                added.append(summary)
+        self.stored.update(stored)
+        self.newly_invalid.update(newly_invalid)
+        self.added.extend(added)
+        return stored, newly_invalid, added
+
+
+def _chunks(items: Iterable[Parsed], size: int) -> Iterator[list[Parsed]]:
+    chunk: list[Parsed] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -51,13 +51,30 @@ def write_rows(
     added: Sequence[RecordSummary],
 ) -> None:
     """Drop every row of the ``changed`` names, then insert what was ``stored`` for them."""
-    dropped = [(file_id,) for file_id in ids_of(db, changed)]
-    for table in CHILD_TABLES:  # children first: their triggers look up the record's row
+    drop_rows(db, changed)
+    insert_rows(db, stored, newly_invalid, added)
+
+
+def drop_rows(db: sqlite3.Connection, names: Sequence[str]) -> None:
+    """Delete the rows of ``names`` from every table (children first: their triggers look up
+    the record's row)."""
+    dropped = [(file_id,) for file_id in ids_of(db, names)]
+    for table in CHILD_TABLES:
         db.executemany(
             f"DELETE FROM {table} WHERE file_id = ?",  # noqa: S608 (constant table names)
             dropped,
         )
     db.executemany("DELETE FROM files WHERE id = ?", dropped)
+
+
+def insert_rows(
+    db: sqlite3.Connection,
+    stored: dict[str, FileIdentity],
+    newly_invalid: dict[str, str],
+    added: Sequence[RecordSummary],
+) -> None:
+    """Insert the rows of ``stored`` names: invalid ones with their reason, valid ones with
+    their summary in ``added`` (no row of these names may exist)."""
     # Ids are assigned here, under the write lock, so child rows can refer to them.
     (next_id,) = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM files").fetchone()
     ids = {name: next_id + i for i, name in enumerate(stored)}
