@@ -301,7 +301,7 @@ class BatchRecord(_Model):
     def _ends_before_year_10000(self) -> BatchRecord:
         if self.duration_seconds is not None:
             try:
-                self.timestamp + timedelta(seconds=self.duration_seconds)
+                self.timestamp.astimezone(UTC) + timedelta(seconds=self.duration_seconds)
             except OverflowError:
                 raise PydanticCustomError(
                     "ends_after_year_9999", "timestamp + duration_seconds is after year 9999"

@@ -19,6 +19,7 @@ import jsonschema
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from exporter.archive.files import read_record
@@ -29,6 +30,7 @@ from exporter.archive.timestamps import parse_timestamp
 from exporter.cli.main import main
 from exporter.cli.validate import check_paths
 from exporter.index.store import ArchiveIndex, RecordSummary
+from exporter.prometheus.collector import ArchiveCollector
 from tests.support.seed import seed_schema, seed_validator
 
 
@@ -361,3 +363,57 @@ def test_validate_notes_what_the_seed_refuses_but_the_model_reads(
         f"note: {path}: not valid for the seed's schema, read anyway: "
         "metrics.stage_durations[0].stage: \"1\" is not of type 'integer'\n"
     )
+
+
+# -- every command over an archive of such documents -----------------------------------------
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(documents=st.lists(seed_documents, min_size=1, max_size=4))
+def test_every_command_reads_an_archive_of_seed_valid_documents(
+    capsys: pytest.CaptureFixture[str], documents: list[dict[str, Any]]
+) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        archive = Path(directory) / "archive"
+        archive.mkdir()
+        for n, document in enumerate(documents):
+            name = f"batch-{n}-{document['operation']}.json"
+            (archive / name).write_text(json.dumps(document), encoding="utf-8")
+        capsys.readouterr()
+        assert main(["validate", str(archive)]) == 0
+        assert "0 invalid" in capsys.readouterr().out
+        base = ["--archive", str(archive)]
+        assert main(["trends", *base, "--no-save", "--format", "json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["records"] == len(documents) and report["invalid_files"] == {}
+        runs = {op: t["runs"] for op, t in report["operations"].items()}
+        by_operation: dict[str, int] = {}
+        for document in documents:
+            by_operation[document["operation"]] = by_operation.get(document["operation"], 0) + 1
+        assert runs == by_operation
+        assert main(["prioritize", *base, "--format", "json"]) == 0
+        output = Path(directory) / "history.om"
+        assert main(["backfill", *base, "--output", str(output)]) == 0
+        operations_total = sum(
+            float(line.split()[-2])
+            for line in output.read_text(encoding="utf-8").splitlines()
+            if line.startswith("batch_operations_total{")
+        )
+        assert operations_total >= len(documents)  # cumulative samples: the last is the count
+        with ArchiveIndex(archive, Path(directory) / "serve.sqlite") as index:
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(ArchiveCollector(index))
+            served = sum(
+                registry.get_sample_value(
+                    "batch_operations_total", {"operation": op, "outcome": outcome}
+                )
+                or 0
+                for op in by_operation
+                for outcome in ("success", "failure", "partial")
+            )
+        assert served == len(documents)
+        capsys.readouterr()
