@@ -25,38 +25,32 @@ is :mod:`instrumentation.semconv`. Rules:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, cast
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode, format_span_id, format_trace_id
-from opentelemetry.util.types import AttributeValue
 
 from exporter.archive.model import (
-    MAX_COUNT,
     BatchRecord,
-    CostSource,
     ErrorEntry,
     Metrics,
-    ModelUsage,
     OptimizationMetrics,
     RecordStatus,
     StageDuration,
-    TokenUsage,
     measured_efficiency,
     record_status,
 )
-from exporter.archive.pricing import PricingTable, combine_sources, default_pricing
+from exporter.archive.pricing import PricingTable, default_pricing
+from exporter.sdk.spans import ROUND_DIGITS, bounded_count, nonempty_str, span_attrs
+from exporter.sdk.token_usage import sum_token_usage
 from instrumentation import semconv as sc
 
 __all__ = ["AssembleError", "assemble"]
 
-UNKNOWN_MODEL: Final = "unknown"
 _NS: Final = 1e9
-_ROUND: Final = 6
 
 
 class AssembleError(ValueError):
@@ -74,36 +68,10 @@ class _Item:
     error_message: str | None
 
 
-@dataclass(slots=True)
-class _ModelTotals:
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    provider_usd: float = 0.0
-    provider_events: int = 0
-    # Usage without a provider-reported cost, to be estimated from the table.
-    unreported: list[int] = field(default_factory=lambda: [0, 0, 0])
-
-
-def _attrs(span: ReadableSpan) -> Mapping[str, AttributeValue]:
-    return span.attributes or {}
-
-
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _int(value: object) -> int | None:
-    """A count or stage number from an attribute: what a record can hold (0..2**53), else None."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return int(value) if 0 <= value <= MAX_COUNT else None
-
-
 def _seconds(start: int | None, end: int | None) -> float | None:
     if start is None or end is None or end < start:
         return None
-    return round((end - start) / _NS, _ROUND)
+    return round((end - start) / _NS, ROUND_DIGITS)
 
 
 def _bounded(message: str | None) -> str | None:
@@ -117,15 +85,15 @@ def _bounded(message: str | None) -> str | None:
 
 def _error_of(span: ReadableSpan) -> tuple[str | None, str | None]:
     """Error type and bounded message recorded on a span, from attributes or its exception."""
-    attrs = _attrs(span)
-    error_type = _str(attrs.get(sc.ATTR_ERROR_TYPE))
-    message = _str(attrs.get(sc.ATTR_ERROR_MESSAGE))
+    attrs = span_attrs(span)
+    error_type = nonempty_str(attrs.get(sc.ATTR_ERROR_TYPE))
+    message = nonempty_str(attrs.get(sc.ATTR_ERROR_MESSAGE))
     for event in span.events:
         if event.name == "exception" and event.attributes:
-            error_type = error_type or _str(event.attributes.get("exception.type"))
-            message = message or _str(event.attributes.get("exception.message"))
+            error_type = error_type or nonempty_str(event.attributes.get("exception.type"))
+            message = message or nonempty_str(event.attributes.get("exception.message"))
     if message is None and span.status.status_code is StatusCode.ERROR:
-        message = _str(span.status.description)
+        message = nonempty_str(span.status.description)
     return error_type, _bounded(message)
 
 
@@ -135,7 +103,7 @@ _TRACEBACK: Final = "Traceback (most recent call last):\n"
 def _stacktrace(span: ReadableSpan) -> str | None:
     for event in span.events:
         if event.name == "exception" and event.attributes:
-            trace = _str(event.attributes.get("exception.stacktrace"))
+            trace = nonempty_str(event.attributes.get("exception.stacktrace"))
             if trace:
                 return trace
     return None
@@ -152,7 +120,7 @@ def _escaped_from_an_item(root: ReadableSpan, spans: Sequence[ReadableSpan]) -> 
     if outer is None:
         return False
     for span in spans:
-        if _attrs(span).get(sc.ATTR_KIND) != "item":
+        if span_attrs(span).get(sc.ATTR_KIND) != "item":
             continue
         inner = _stacktrace(span)
         if inner is None:
@@ -165,7 +133,7 @@ def _escaped_from_an_item(root: ReadableSpan, spans: Sequence[ReadableSpan]) -> 
 
 
 def _find_root(spans: Sequence[ReadableSpan], running: bool) -> ReadableSpan:
-    roots = [s for s in spans if _attrs(s).get(sc.ATTR_KIND) == sc.KIND_BATCH]
+    roots = [s for s in spans if span_attrs(s).get(sc.ATTR_KIND) == sc.KIND_BATCH]
     if len(roots) != 1:
         raise AssembleError(f"expected one batch span, found {len(roots)}")
     root = roots[0]
@@ -173,7 +141,7 @@ def _find_root(spans: Sequence[ReadableSpan], running: bool) -> ReadableSpan:
         raise AssembleError("the batch span has not started")
     if root.end_time is None and not running:
         raise AssembleError("the batch span has not ended")
-    if not _str(_attrs(root).get(sc.ATTR_BATCH_ID)):
+    if not nonempty_str(span_attrs(root).get(sc.ATTR_BATCH_ID)):
         raise AssembleError(f"the batch span has no {sc.ATTR_BATCH_ID}")
     return root
 
@@ -195,7 +163,7 @@ class _StageResolver:
                 stage = self._memo[span_id]
                 break
             chain.append(span_id)
-            own = _int(_attrs(current).get(sc.ATTR_STAGE))
+            own = bounded_count(span_attrs(current).get(sc.ATTR_STAGE))
             if own is not None:
                 stage = own
                 break
@@ -212,12 +180,12 @@ def _collect_items(
     """Distinct items (last attempt wins) and the duration of every attempt."""
     items: dict[str, _Item] = {}
     attempt_seconds: list[float] = []
-    item_spans = [s for s in spans if _attrs(s).get(sc.ATTR_KIND) == sc.KIND_ITEM]
+    item_spans = [s for s in spans if span_attrs(s).get(sc.ATTR_KIND) == sc.KIND_ITEM]
     for span in sorted(item_spans, key=lambda s: (s.end_time or 0, s.start_time or 0)):
-        attrs = _attrs(span)
+        attrs = span_attrs(span)
         span_id = span.context.span_id if span.context is not None else 0
-        item_id = _str(attrs.get(sc.ATTR_ITEM_ID)) or f"span-{format_span_id(span_id)}"
-        outcome = _str(attrs.get(sc.ATTR_OUTCOME))
+        item_id = nonempty_str(attrs.get(sc.ATTR_ITEM_ID)) or f"span-{format_span_id(span_id)}"
+        outcome = nonempty_str(attrs.get(sc.ATTR_OUTCOME))
         if outcome not in sc.ITEM_OUTCOMES:
             outcome = "failure" if span.status.status_code is StatusCode.ERROR else "success"
         error_type, message = _error_of(span)
@@ -245,8 +213,8 @@ def _stage_durations(
 ) -> list[StageDuration]:
     windows: dict[int, tuple[int, int]] = {}
     for span in spans:
-        attrs = _attrs(span)
-        number = _int(attrs.get(sc.ATTR_STAGE))
+        attrs = span_attrs(span)
+        number = bounded_count(attrs.get(sc.ATTR_STAGE))
         if attrs.get(sc.ATTR_KIND) != sc.KIND_STAGE or number is None or span.start_time is None:
             continue
         start, end = span.start_time, span.end_time or span.start_time
@@ -283,86 +251,6 @@ def _first_start(item: _Item) -> tuple[int, str]:
     return item.first_start, item.item_id
 
 
-def _token_usage(
-    spans: Sequence[ReadableSpan], stages: _StageResolver, pricing: PricingTable
-) -> tuple[TokenUsage | None, dict[int, tuple[int, int]]]:
-    """Batch token usage with cost, and (input, output) tokens per stage."""
-    per_model: dict[str, _ModelTotals] = {}
-    per_stage: dict[int, tuple[int, int]] = {}
-    for span in spans:
-        for event in span.events:
-            if event.name != sc.EVENT_TOKENS:
-                continue
-            attrs = event.attributes or {}
-            model = _str(attrs.get(sc.ATTR_GENAI_MODEL)) or UNKNOWN_MODEL
-            counted = [
-                _int(attrs.get(sc.ATTR_GENAI_INPUT_TOKENS)) or 0,
-                _int(attrs.get(sc.ATTR_GENAI_OUTPUT_TOKENS)) or 0,
-                _int(attrs.get(sc.ATTR_CACHE_READ_TOKENS)) or 0,
-            ]
-            totals = per_model.setdefault(model, _ModelTotals())
-            totals.input_tokens += counted[0]
-            totals.output_tokens += counted[1]
-            totals.cache_read_tokens += counted[2]
-            cost = attrs.get(sc.ATTR_COST_USD)
-            if (
-                isinstance(cost, int | float)
-                and not isinstance(cost, bool)
-                and math.isfinite(cost)
-                and cost >= 0
-            ):
-                totals.provider_usd += float(cost)
-                totals.provider_events += 1
-            else:
-                totals.unreported = [a + b for a, b in zip(totals.unreported, counted, strict=True)]
-            stage = stages.stage_of(span)
-            if stage is not None:
-                old_in, old_out = per_stage.get(stage, (0, 0))
-                per_stage[stage] = (old_in + counted[0], old_out + counted[1])
-    if not per_model:
-        return None, per_stage
-
-    by_model: list[ModelUsage] = []
-    unpriced: list[str] = []
-    for model in sorted(per_model):
-        totals = per_model[model]
-        sources: list[CostSource] = []
-        usd: float | None = None
-        if totals.provider_events:
-            usd = totals.provider_usd
-            sources.append("provider")
-        if any(totals.unreported):
-            estimate = pricing.cost(model, *totals.unreported)
-            sources.append(estimate.source)
-            if estimate.usd is None:
-                unpriced.append(model)
-            else:
-                usd = (usd or 0.0) + estimate.usd
-        by_model.append(
-            ModelUsage(
-                model=model,
-                input_tokens=totals.input_tokens,
-                output_tokens=totals.output_tokens,
-                cache_read_tokens=totals.cache_read_tokens,
-                cost_usd=None if usd is None else round(usd, _ROUND),
-                cost_source=combine_sources(sources),
-            )
-        )
-    priced = [m.cost_usd for m in by_model if m.cost_usd is not None]
-    input_tokens = sum(m.input_tokens for m in by_model)
-    output_tokens = sum(m.output_tokens for m in by_model)
-    usage = TokenUsage(
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        total_tokens=input_tokens + output_tokens,
-        estimated_cost=round(sum(priced), _ROUND) if priced else None,
-        cost_source=combine_sources([m.cost_source for m in by_model]),
-        unpriced_models=unpriced or None,
-        by_model=by_model,
-    )
-    return usage, per_stage
-
-
 def assemble(
     spans: Sequence[ReadableSpan],
     *,
@@ -380,12 +268,12 @@ def assemble(
     batch id or operation).
     """
     root = _find_root(spans, running=crashed_at is not None)
-    root_attrs = _attrs(root)
+    root_attrs = span_attrs(root)
     stages = _StageResolver(spans)
     items, attempt_seconds = _collect_items(spans, stages)
     ordered = sorted(items.values(), key=_first_start)
     counts = {o: sum(1 for i in ordered if i.outcome == o) for o in sc.ITEM_OUTCOMES}
-    announced = _int(root_attrs.get(sc.ATTR_TOTAL_ITEMS)) or 0
+    announced = bounded_count(root_attrs.get(sc.ATTR_TOTAL_ITEMS)) or 0
     total = max(len(ordered), announced)
     all_notes = list(notes)
     if announced > len(ordered):
@@ -393,7 +281,9 @@ def assemble(
             f"{announced - len(ordered)} of {announced} announced items reported no outcome"
         )
 
-    token_usage, stage_tokens = _token_usage(spans, stages, pricing or default_pricing())
+    token_usage, stage_tokens = sum_token_usage(
+        spans, stages.stage_of, pricing or default_pricing()
+    )
     stage_durations = _stage_durations(spans, ordered, stage_tokens)
 
     errors = [
@@ -417,7 +307,7 @@ def assemble(
     )
     root_context = root.context
     assert root_context is not None  # checked by _find_root
-    run_id = _str(root_attrs.get(sc.ATTR_RUN_ID)) or format_span_id(root_context.span_id)
+    run_id = nonempty_str(root_attrs.get(sc.ATTR_RUN_ID)) or format_span_id(root_context.span_id)
 
     return BatchRecord.model_validate(
         {
