@@ -67,3 +67,13 @@ def test_instrumentation_imports_the_otel_api_and_nothing_of_the_exporter(path: 
         top = module.split(".")[0]
         assert top != "exporter", f"{path.name} imports {module}"
         assert not module.startswith("opentelemetry.sdk"), f"{path.name} imports {module}"
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "tests").rglob("*.py")), ids=str)
+def test_tests_share_helpers_through_support_never_through_each_other(path: Path) -> None:
+    for module in _imports(path):
+        last = module.rsplit(".", 1)[-1]
+        assert not (module.startswith("tests.") and last.startswith("test_")), (
+            f"{path.relative_to(REPO)} imports the test module {module}: move what it needs "
+            "into tests/support/"
+        )
