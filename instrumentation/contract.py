@@ -26,9 +26,11 @@ __all__ = [
     "COST",
     "DURATION",
     "ERRORS",
+    "EXPORTER_CORRECTIONS",
     "EXPORTER_INVALID_RECORDS",
     "EXPORTER_LAST_SCAN_DURATION",
     "EXPORTER_LAST_SCAN_TIMESTAMP",
+    "EXPORTER_LATE_RECORDS",
     "EXPORTER_RECORDS",
     "EXPORTER_SCAN_ERRORS",
     "ITEMS",
@@ -270,6 +272,23 @@ EXPORTER_SCAN_ERRORS: Final = MetricSpec(
     "Looks at the archive that failed (the last good figures were served).",
     (),
 )
+EXPORTER_CORRECTIONS: Final = MetricSpec(
+    "batch_metrics.exporter.corrections",
+    "counter",
+    "{record}",
+    "Records counted before that were then removed or rewritten (their counts stay: counters "
+    "never go down; the archive and trends have the corrected figures).",
+    ("kind",),
+    {"kind": ("removed", "rewritten")},
+)
+EXPORTER_LATE_RECORDS: Final = MetricSpec(
+    "batch_metrics.exporter.late_records",
+    "counter",
+    "{record}",
+    "Records first seen after the live cut-over that the live counters leave to backfilled "
+    "history (ended before the cut-over or arrived late).",
+    (),
+)
 
 METRICS: Final[tuple[MetricSpec, ...]] = (
     DURATION,
@@ -293,4 +312,6 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
     EXPORTER_LAST_SCAN_DURATION,
     EXPORTER_LAST_SCAN_TIMESTAMP,
     EXPORTER_SCAN_ERRORS,
+    EXPORTER_CORRECTIONS,
+    EXPORTER_LATE_RECORDS,
 )

@@ -24,12 +24,15 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
 from pathlib import Path
 
 from exporter.cli.options import add_archive_option
+from exporter.index.ledger import Ledger, ledger_path
 from exporter.index.store import ArchiveIndex
 from exporter.prometheus.backfill import BackfillStats, write_openmetrics
 from exporter.prometheus.blocks import BlocksError, write_blocks
+from exporter.prometheus.history import load_missing
 from exporter.util.atomic import atomic_open
 from exporter.util.errors import CommandError
 from exporter.util.paths import require_archive
@@ -66,6 +69,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write TSDB blocks into this Prometheus data directory (runs promtool)",
     )
     parser.add_argument(
+        "--missing",
+        action="store_true",
+        help="only history a `serve --live-only` leaves out and no backfill loaded yet, "
+        "labelled job=batch-metrics-history (what the stacks run at start; docs/prometheus.md)",
+    )
+    parser.add_argument(
+        "--loaded-marker",
+        type=Path,
+        metavar="FILE",
+        help="with --missing --output: the file your loading step fills with FILE.id's content "
+        "once promtool succeeded (default: the output file's name + .loaded)",
+    )
+    parser.add_argument(
         "--label",
         type=parse_label,
         action="append",
@@ -81,13 +97,36 @@ def _write_file(target: Path, index: ArchiveIndex, labels: dict[str, str]) -> Ba
         return write_openmetrics(index.summaries(), handle, labels=labels)
 
 
+def _missing(
+    args: argparse.Namespace, index: ArchiveIndex, labels: dict[str, str]
+) -> BackfillStats:
+    if args.tsdb is None and args.output == "-":
+        raise CommandError("--missing needs --tsdb DIR or --output FILE", 2)
+    output = None if args.tsdb is not None else Path(args.output)
+    with Ledger(ledger_path(index.archive)) as ledger:
+        loaded = load_missing(
+            index,
+            ledger,
+            time.time(),
+            tsdb=args.tsdb,
+            output=output,
+            labels=labels,
+            marker=args.loaded_marker,
+        )
+    if loaded.live:
+        print(f"backfill: {loaded.live} records left to the live exporter", file=sys.stderr)
+    return loaded.stats
+
+
 def run(args: argparse.Namespace) -> int:
     archive = require_archive(args.archive)
     labels = dict(args.label)
     with ArchiveIndex(archive) as index:
         result = index.refresh()
         try:
-            if args.tsdb is not None:
+            if args.missing:
+                stats = _missing(args, index, labels)
+            elif args.tsdb is not None:
                 stats = write_blocks(index.summaries(), args.tsdb, labels=labels)
             elif args.output == "-":
                 stats = write_openmetrics(index.summaries(), sys.stdout, labels=labels)

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import FrameType
 
 from exporter.cli.options import add_archive_option, port_number, positive_int, positive_seconds
+from exporter.index.ledger import Ledger, ledger_path
 from exporter.index.store import ArchiveIndex, default_index_path
 from exporter.prometheus.live import DEFAULT_ORCHESTRATION_DIR
 from exporter.prometheus.server import (
@@ -106,6 +107,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "response, each (default: %(default)s)",
     )
     parser.add_argument(
+        "--live-only",
+        action="store_true",
+        help="count only runs that end after this archive's first live start and arrive on "
+        "time; older and late runs are history for `backfill --missing` (what the stacks do; "
+        "docs/prometheus.md)",
+    )
+    parser.add_argument(
         "--max-connections",
         type=positive_int,
         default=Limits.max_connections,
@@ -126,7 +134,11 @@ def run(args: argparse.Namespace) -> int:
     # An index of its own: its running totals follow the index's deltas, which another
     # process refreshing a shared index file would consume first.
     index = ArchiveIndex(archive, default_index_path(archive, purpose="serve"))
-    registry, collector = build_registry(index, args.orchestration_dir)
+    # What was counted, so that counters never go down, also across restarts.
+    ledger = Ledger(ledger_path(archive))
+    registry, collector = build_registry(
+        index, args.orchestration_dir, ledger=ledger, live_only=args.live_only
+    )
     try:
         server = MetricsServer.start(
             registry,
@@ -139,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except OSError as exc:
         index.close()
+        ledger.close()
         raise CommandError(
             f"cannot listen on {args.bind}:{args.port}: {exc.strerror or exc}"
         ) from exc
@@ -164,4 +177,5 @@ def run(args: argparse.Namespace) -> int:
     finally:
         server.stop()
         index.close()
+        ledger.close()
     return 0

@@ -104,6 +104,26 @@ class Aggregates:
             touched.add(key)
         return touched
 
+    def touch(self, c: Contribution) -> None:
+        """Create the counter and histogram series ``c`` would change, at 0, without counting
+        it: a series first exposed at 0 lets ``increase()`` see its first increment."""
+        for family, labels, _ in c.counters:
+            self.counters.setdefault((family, labels), 0)
+        for family, labels, _, _ in c.observations:
+            if (family, labels) not in self.histograms:
+                self.histograms[(family, labels)] = _Histogram()
+
+    def has(self, key: SeriesKey) -> bool:
+        """Whether the counter or histogram series ``key`` exists (maybe at 0)."""
+        return key in self.counters or key in self.histograms
+
+    def series_keys(self, c: Contribution) -> Iterator[SeriesKey]:
+        """The counter and histogram series ``c`` changes."""
+        for family, labels, _ in c.counters:
+            yield family, labels
+        for family, labels, _, _ in c.observations:
+            yield family, labels
+
     def _apply_gauge(self, key: SeriesKey, time: float, sign: int) -> None:
         times = self._gauge_times.setdefault(key, Counter())
         times[time] += sign

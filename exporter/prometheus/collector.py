@@ -18,7 +18,17 @@ the time of the last successful scan, the time of the figures served.
 Every bounded series (operation x outcome, :data:`~exporter.prometheus.series.ZERO_SERIES`) is
 exposed from the start, at zero until a record adds to it, so that ``increase()`` in the alert
 rules sees the first runs of an operation and an all-failed operation has a success series.
-The counters are derived from the archive alone, so a restart yields the same values.
+
+Counters never go down (docs/prometheus.md, "Counters never go down"): a record is counted
+once, when first seen, and stays counted when its file is removed or rewritten; such records
+are counted in ``batch_metrics_exporter_corrections_total{kind}``, and the archive (``trends``)
+has the corrected figures. The archive's :class:`~exporter.index.ledger.Ledger` keeps which
+records were counted (and, for removed or rewritten ones, what they counted), so a restart
+gives the same counters. With ``live_only`` (the stacks) only records that end after the
+ledger's cut-over and arrive on time are counted: the rest is history, for ``backfill
+--missing``, counted in ``batch_metrics_exporter_late_records_total`` when first seen after
+the cut-over. After the first load, a record that creates a series beyond the bounded ones is
+held back one scrape while that series is exposed at 0 (``increase()`` ignores a first sample).
 """
 
 from __future__ import annotations
@@ -37,8 +47,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from exporter.index.ledger import Decision, Ledger, counts_live
 from exporter.index.store import ArchiveIndex, RecordSummary, RefreshResult
-from exporter.prometheus.aggregates import LE_VALUES, Aggregates
+from exporter.prometheus.aggregates import LE_VALUES, Aggregates, SeriesKey
 from exporter.prometheus.series import ZERO_SERIES, Contribution, contributions
 from instrumentation import contract
 
@@ -62,8 +73,23 @@ class ScanStatus:
 class ArchiveCollector(Collector):
     """The design contract's metrics, derived from the records of one archive index."""
 
-    def __init__(self, index: ArchiveIndex) -> None:
+    def __init__(
+        self, index: ArchiveIndex, ledger: Ledger | None = None, *, live_only: bool = False
+    ) -> None:
         self.index = index
+        self.ledger = ledger if ledger is not None else Ledger(None)
+        self.live_only = live_only
+        self._decided: dict[str, bool] = {}  # record name -> counted live (else history)
+        self._cutover = float("-inf")
+        self._corrections = {
+            kind: self.ledger.counter(f"corrections_{kind}") for kind in ("removed", "rewritten")
+        }
+        self._late = self.ledger.counter("late_records")
+        self._archive_records = 0
+        self._loaded = False
+        self._fresh: set[SeriesKey] = set()  # created at 0, not scraped yet
+        self._pending: list[Contribution] = []  # waiting for their zero series to be scraped
+        self._ripe: list[Contribution] = []  # their zero series were scraped: count them now
         self._lock = threading.Lock()
         # None: to be counted from scratch at the next update (cold start, or an update that
         # failed half-way: the index has moved on, so the deltas it gave are lost)
@@ -99,6 +125,11 @@ class ArchiveCollector(Collector):
             if self._aggregates is None:
                 self._load_cold()
             else:
+                if self._ripe:
+                    for c in self._ripe:
+                        self._aggregates.apply(c)
+                    self._ripe.clear()
+                    self._families = _render(self._aggregates)
                 self._apply(self.index.refresh(full=full))
         except Exception as exc:  # keep serving the last complete figures
             self._scan_errors += 1
@@ -119,7 +150,7 @@ class ArchiveCollector(Collector):
         assert self._aggregates is not None
         self.status = ScanStatus(
             True,
-            self._aggregates.records,
+            self._archive_records,
             self._invalid,
             time.perf_counter() - started,
             time.time(),
@@ -139,49 +170,121 @@ class ArchiveCollector(Collector):
             return None
 
     def _load_cold(self) -> None:
-        """Count every record from scratch; the collector's state changes only at the end."""
+        """Count from scratch; the collector's state changes only at the end.
+
+        serve's own index still holds what was counted last time: a record removed or
+        rewritten since comes back in ``removed`` with the figures it was counted with.
+        """
         self._aggregates = None  # until this succeeds, the next update starts over
+        self._loaded = False  # a count from scratch holds nothing back, as a restart
+        self._pending.clear()
+        self._ripe.clear()
+        self._fresh.clear()
         result = self.index.refresh()
+        now = time.time()
+        if self.live_only:
+            self._cutover = self.ledger.cutover(now)
+        self._decided = self.ledger.decided()
+        self._correct(result)
+        tombstones = self.ledger.tombstones()
         unusable: dict[str, str] = {}
         built = Aggregates()
-        for summary in self.index.summaries():
+        counted = list(tombstones.values())
+        live = {n for n, is_live in self._decided.items() if is_live and n not in tombstones}
+        if live:
+            counted += [s for s in self.index.summaries() if s.file in live]
+        for summary in counted:
             c = self._contribution(summary, unusable)
             if c is not None:
                 built.apply(c)
+        self._decide_undecided(built, unusable, now)
         families = _render(built)
         self._aggregates, self._families, self._unusable = built, families, unusable
         self._invalid = len(result.invalid) + len(unusable)
+        self._loaded = True
+
+    def _correct(self, result: RefreshResult) -> None:
+        """Keep what removed or rewritten live records were counted as; count the corrections."""
+        re_added = {s.file for s in result.added}
+        buried = [gone for gone in result.removed if self._decided.get(gone.file)]
+        for gone in buried:
+            kind = "rewritten" if gone.file in re_added else "removed"
+            self._corrections[kind] = self.ledger.add(f"corrections_{kind}", 1)
+        if buried:
+            self.ledger.bury(buried)
+
+    def _decide_undecided(self, built: Aggregates, unusable: dict[str, str], now: float) -> None:
+        """Decide, and count if live, every valid record the ledger has not seen yet."""
+        self._archive_records = len(self.index)
+        if not self.live_only:
+            new = [s for s in self.index.summaries() if s.file not in self._decided]
+            self._count(built, unusable, new, [], now)
+            return
+        ends = {n: e for n, e in self.index.end_times().items() if n not in self._decided}
+        live = {name for name, end in ends.items() if counts_live(end, now, self._cutover)}
+        summaries = [s for s in self.index.summaries() if s.file in live] if live else []
+        self._count(built, unusable, summaries, [n for n in ends if n not in live], now)
+
+    def _count(
+        self,
+        aggregates: Aggregates,
+        unusable: dict[str, str],
+        live: list[RecordSummary],
+        history: list[str],
+        now: float,
+    ) -> None:
+        """Count ``live`` records; note ``history`` as left to backfill."""
+        decisions = [Decision(n, False, now, None) for n in history]
+        for summary in live:
+            c = self._contribution(summary, unusable)
+            if c is None:
+                continue
+            decisions.append(Decision(summary.file, True, now, None))
+            keys = list(aggregates.series_keys(c))
+            if self._loaded and any(k in self._fresh or not aggregates.has(k) for k in keys):
+                aggregates.touch(c)  # a new series: exposed at 0 first, counted a scrape later
+                self._fresh.update(keys)
+                self._pending.append(c)
+            else:
+                aggregates.apply(c)
+        self.ledger.decide(decisions)
+        self._decided.update((d.name, d.live) for d in decisions)
+        if history and now > self._cutover:  # first seen after the cut-over: late
+            self._late = self.ledger.add("late_records", len(history))
 
     def _apply(self, result: RefreshResult) -> None:
-        """Apply the records added and removed since the last update, all or nothing."""
-        if result.reset:  # the index changed under us: the deltas cannot be trusted
-            _log.info("index of %s changed by another process: recounting", self.index.archive)
-            self._load_cold()
-            return
+        """Count the records first seen since the last update (nothing is ever subtracted)."""
+        now = time.time()
         aggregates = self._aggregates
         assert aggregates is not None
         unusable = dict(self._unusable)
-        if result.added or result.removed:
-            # The index has already moved past these changes: should anything below fail, the
-            # totals are recounted at the next update, and until then the last complete
-            # figures (rendered before anything is touched) are served.
+        for gone in result.removed:
+            unusable.pop(gone.file, None)
+        self._correct(result)
+        if result.reset:  # the index changed under us: look for what is new
+            _log.info("index of %s changed by another process: rechecking", self.index.archive)
+        new = [s for s in result.added if s.file not in self._decided]
+        if new or result.reset:
+            # Should anything below fail, the totals are recounted from the ledger at the next
+            # update, and until then the last complete figures are served.
             self._aggregates = None
             if self._families is None:
                 self._families = _render(aggregates)
-            pending: list[tuple[Contribution, int]] = []
-            for gone in result.removed:
-                if unusable.pop(gone.file, None) is None:
-                    pending.append((contributions(gone), -1))  # counted before, so countable
-            for new in result.added:
-                c = self._contribution(new, unusable)
-                if c is not None:
-                    pending.append((c, 1))
-            for c, sign in pending:
-                aggregates.apply(c, sign)
-            families = _render(aggregates)
-            self._aggregates, self._families = aggregates, families
+            if result.reset:
+                self._decide_undecided(aggregates, unusable, now)
+            else:
+                live = [s for s in new if self._counts_live(s.end_timestamp, now)]
+                names = {s.file for s in live}
+                history = [s.file for s in new if s.file not in names]
+                self._count(aggregates, unusable, live, history, now)
+            self._aggregates, self._families = aggregates, _render(aggregates)
+        if not result.reset:
+            self._archive_records += len(result.added) - len(result.removed)
         self._unusable = unusable
         self._invalid = len(result.invalid) + len(unusable)
+
+    def _counts_live(self, end: float, now: float) -> bool:
+        return not self.live_only or counts_live(end, now, self._cutover)
 
     # -- exposing ------------------------------------------------------------------------
 
@@ -191,8 +294,26 @@ class ArchiveCollector(Collector):
         with self._lock:
             families = list(self._families or ())
             scan_errors = self._scan_errors
+            corrections = dict(self._corrections)
+            late = self._late
+            self._ripe.extend(self._pending)  # their zero series are in this scrape
+            self._pending.clear()
+            self._fresh.clear()
         yield from families
         yield from _self_metrics(status, scan_errors)
+        corrected = CounterMetricFamily(
+            contract.EXPORTER_CORRECTIONS.prometheus_base,
+            contract.EXPORTER_CORRECTIONS.help,
+            labels=contract.EXPORTER_CORRECTIONS.labels,
+        )
+        for kind, n in sorted(corrections.items()):
+            corrected.add_metric([kind], n)
+        yield corrected
+        yield CounterMetricFamily(
+            contract.EXPORTER_LATE_RECORDS.prometheus_base,
+            contract.EXPORTER_LATE_RECORDS.help,
+            value=late,
+        )
 
 
 def _render(aggregates: Aggregates) -> list[Metric]:

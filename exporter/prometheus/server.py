@@ -30,6 +30,7 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
+from exporter.index.ledger import Ledger
 from exporter.index.store import ArchiveIndex
 from exporter.prometheus.collector import ArchiveCollector
 from exporter.prometheus.httpd import SERVER_NAME, HardenedServer, Limits
@@ -69,11 +70,15 @@ _LANDING: Final = """<!doctype html>
 
 
 def build_registry(
-    index: ArchiveIndex, orchestration: Path | None = None
+    index: ArchiveIndex,
+    orchestration: Path | None = None,
+    *,
+    ledger: Ledger | None = None,
+    live_only: bool = False,
 ) -> tuple[CollectorRegistry, ArchiveCollector]:
     """A fresh registry with the archive collector and, if given, the heartbeat collector."""
     registry = CollectorRegistry(auto_describe=False)
-    collector = ArchiveCollector(index)
+    collector = ArchiveCollector(index, ledger, live_only=live_only)
     registry.register(collector)
     if orchestration is not None:
         registry.register(HeartbeatCollector(orchestration))

@@ -262,6 +262,7 @@ def _argv(
             f"--orchestration-dir={options.ce_dir / 'orchestration'}",
             f"--bind={LOOPBACK}",
             f"--port={ports['exporter']}",
+            "--live-only",  # what ended before the stack first started is loaded as history
         ],
         "prometheus": [
             binaries["prometheus"],
@@ -296,7 +297,10 @@ def _check_config(promtool: str | None, prometheus_yml: Path) -> None:
 
 @contextlib.contextmanager
 def start_stack(
-    options: StackOptions, *, on_ready: Callable[[Sequence[Process]], None] | None = None
+    options: StackOptions,
+    *,
+    on_ready: Callable[[Sequence[Process]], None] | None = None,
+    load_history: Callable[[Path, Path], None] | None = None,
 ) -> Iterator[list[Process]]:
     """Start the stack, wait until every server answers, yield it, stop it on exit.
 
@@ -324,6 +328,8 @@ def start_stack(
     _check_config(find_binary("promtool"), rendered)
 
     argv = _argv(options, binaries, rendered)
+    if load_history is not None:  # (archive, TSDB directory), before Prometheus starts
+        load_history(options.ce_dir / "completed-batches", options.state_dir / "prometheus")
     processes: list[Process] = []
     try:
         for name in ("alertmanager", "pushgateway", "exporter", "prometheus"):

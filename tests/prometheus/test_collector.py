@@ -16,6 +16,7 @@ from exporter.archive.model import (
     StageDuration,
     TokenUsage,
 )
+from exporter.index.ledger import Ledger
 from exporter.index.store import ArchiveIndex, RecordSummary, summarize
 from exporter.prometheus import collector as collector_module
 from exporter.prometheus.aggregates import LE_VALUES
@@ -25,10 +26,12 @@ from instrumentation.semconv import DURATION_BUCKETS, OPERATIONS
 from tests.support.records import T0, rec
 
 
-def collector_for(archive: Path, tmp_path: Path) -> tuple[CollectorRegistry, ArchiveCollector]:
+def collector_for(
+    archive: Path, tmp_path: Path, ledger: Ledger | None = None
+) -> tuple[CollectorRegistry, ArchiveCollector]:
     index = ArchiveIndex(archive, db_path=tmp_path / f"index-{len(list(tmp_path.iterdir()))}.db")
     registry = CollectorRegistry(auto_describe=False)
-    collector = ArchiveCollector(index)
+    collector = ArchiveCollector(index, ledger)
     registry.register(collector)
     return registry, collector
 
@@ -163,7 +166,7 @@ def test_record_without_duration_is_counted_not_observed(tmp_path: Path) -> None
     assert value(registry, "batch_last_completion_timestamp_seconds", **labels) == T0.timestamp()
 
 
-def test_new_record_visible_at_next_scrape_and_removal_undoes_it(tmp_path: Path) -> None:
+def test_new_record_visible_at_next_scrape_and_removal_keeps_its_counts(tmp_path: Path) -> None:
     archive = tmp_path / "archive"
     write_record(archive, rec("1"))
     registry, _ = collector_for(archive, tmp_path)
@@ -177,16 +180,17 @@ def test_new_record_visible_at_next_scrape_and_removal_undoes_it(tmp_path: Path)
         value(registry, "batch_last_completion_timestamp_seconds", **labels)
         == later.timestamp() + 100.25
     )
-    path.unlink()
-    assert value(registry, "batch_operations_total", **labels) == 1.0
-    assert value(registry, "batch_operation_duration_seconds_sum", **labels) == 700.5
-    assert (
-        value(registry, "batch_last_completion_timestamp_seconds", **labels)
-        == T0.timestamp() + 700.5
-    )
+    path.unlink()  # a counter never goes down: the removal is counted apart
+    assert value(registry, "batch_operations_total", **labels) == 2.0
+    assert value(registry, "batch_operation_duration_seconds_sum", **labels) == 800.75
+    assert value(registry, "batch_metrics_exporter_corrections_total", kind="removed") == 1.0
+    assert value(registry, "batch_metrics_exporter_corrections_total", kind="rewritten") == 0.0
+    assert value(registry, "batch_metrics_exporter_records") == 1.0  # what the archive holds
+    write_record(archive, rec("2", duration=100.25, start=later))  # restored: not counted again
+    assert value(registry, "batch_operations_total", **labels) == 2.0
 
 
-def test_rewritten_in_place_needs_rescan(tmp_path: Path) -> None:
+def test_a_rewrite_seen_by_a_rescan_is_a_correction(tmp_path: Path) -> None:
     archive = tmp_path / "archive"
     path = write_record(archive, rec("1", duration=10.0))
     registry, collector = collector_for(archive, tmp_path)
@@ -198,29 +202,37 @@ def test_rewritten_in_place_needs_rescan(tmp_path: Path) -> None:
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
     assert value(registry, "batch_operation_duration_seconds_sum", **labels) == 10.0
-    collector.rescan()
-    assert value(registry, "batch_operation_duration_seconds_sum", **labels) == 20.0
+    collector.rescan()  # seen now, and counted as a correction: what was counted stays
+    assert value(registry, "batch_operation_duration_seconds_sum", **labels) == 10.0
     assert value(registry, "batch_operations_total", **labels) == 1.0
+    assert value(registry, "batch_metrics_exporter_corrections_total", kind="rewritten") == 1.0
 
 
 def test_incremental_equals_restart(tmp_path: Path) -> None:
     archive = tmp_path / "archive"
-    registry, _ = collector_for(archive, tmp_path)
-    generate_latest(registry)  # cold start on an empty archive
-    durations = [0.1, 0.2, 0.3, 1e-9, 7200.000000001, 12.345678912]
-    for n, d in enumerate(durations):
-        write_record(archive, rec(str(n), duration=d))
-        generate_latest(registry)
-    (archive / "batch-2-execute.json").unlink()
-    live = generate_latest(registry)
-    restarted, _ = collector_for(archive, tmp_path)
-    strip = [line for line in live.splitlines() if b"exporter" not in line]
-    assert strip == [
-        line for line in generate_latest(restarted).splitlines() if b"exporter" not in line
-    ]
-    assert value(
-        restarted, "batch_operation_duration_seconds_sum", operation="execute", outcome="partial"
-    ) == (0.1 + 0.2 + 1e-9 + 7200.000000001 + 12.345678912)
+    ledger_path = tmp_path / "ledger.sqlite"
+    with Ledger(ledger_path) as ledger:
+        registry, _ = collector_for(archive, tmp_path, ledger)
+        generate_latest(registry)  # cold start on an empty archive
+        durations = [0.1, 0.2, 0.3, 1e-9, 7200.000000001, 12.345678912]
+        for n, d in enumerate(durations):
+            write_record(archive, rec(str(n), duration=d))
+            generate_latest(registry)
+        (archive / "batch-2-execute.json").unlink()
+        live = generate_latest(registry)
+    with Ledger(ledger_path) as ledger:  # a restart: counters, corrections and all are equal
+        restarted, _ = collector_for(archive, tmp_path, ledger)
+        assert _without_scan_times(generate_latest(restarted)) == _without_scan_times(live)
+        assert value(
+            restarted,
+            "batch_operation_duration_seconds_sum",
+            operation="execute",
+            outcome="partial",
+        ) == sum(durations)
+
+
+def _without_scan_times(text: bytes) -> list[bytes]:
+    return [line for line in text.splitlines() if b"exporter_last_scan" not in line]
 
 
 def test_invalid_file_is_skipped_counted_and_warned_once(
@@ -392,11 +404,11 @@ def test_the_collector_recounts_when_another_process_changed_its_index(tmp_path:
         assert collector.update().records == 1
         registry = CollectorRegistry()
         registry.register(collector)
-        assert (
+        assert (  # counted once, so it stays
             registry.get_sample_value(
                 "batch_operations_total", {"operation": "execute", "outcome": "partial"}
             )
-            == 1.0
+            == 2.0
         )
 
 

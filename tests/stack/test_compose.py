@@ -33,8 +33,11 @@ ALL_SERVICES = {
     "grafana",
     "otel-collector",
     "tempo",
+    "history",
+    "history-load",
 }
-NO_HEALTHCHECK = {"otel-collector"}  # scratch image: nothing to run a probe with
+# scratch image: nothing to run a probe with; one-shot steps: they finish, they do not serve
+NO_HEALTHCHECK = {"otel-collector", "history", "history-load"}
 IMAGE_HEALTHCHECK = {"exporter"}  # HEALTHCHECK in our Dockerfile
 STATEFUL = {"prometheus", "alertmanager", "pushgateway", "grafana", "tempo"}
 EXPORTER_PORT = 9477
@@ -203,7 +206,8 @@ def test_mounted_and_built_paths_exist_in_the_repository(
             checked.append("Dockerfile")
     assert sorted(checked) == sorted(
         [
-            "Dockerfile",
+            "Dockerfile",  # exporter
+            "Dockerfile",  # history, the same image
             "prometheus",
             "alertmanager",
             "grafana/provisioning/datasources",
@@ -288,7 +292,11 @@ def test_healthchecks_and_start_order(resolved: dict[str, Any]) -> None:
         name: {dep: spec["condition"] for dep, spec in s.get("depends_on", {}).items()}
         for name, s in services.items()
     }
+    # history is loaded before Prometheus starts, and decided before the live exporter starts
+    assert order["history-load"] == {"history": "service_completed_successfully"}
+    assert order["exporter"] == {"history": "service_completed_successfully"}
     assert order["prometheus"] == {
+        "history-load": "service_completed_successfully",
         "exporter": "service_started",  # an unhealthy exporter must not keep Prometheus down
         "pushgateway": "service_healthy",
         "alertmanager": "service_healthy",
