@@ -69,11 +69,13 @@ def _is_prp_file(change: Change) -> bool:
 
 
 def _is_context_file(path: str) -> bool:
-    return PurePosixPath(path).name == "CLAUDE.md" or path.startswith(".serena/")
+    parts = PurePosixPath(path).parts
+    return parts[-1] == "CLAUDE.md" or ".serena" in parts[:-1]
 
 
 def _is_bookkeeping(path: str) -> bool:
-    return path.startswith(".ce/")
+    # Paths are relative to the repository's top, which may be above the project root.
+    return ".ce" in PurePosixPath(path).parts[:-1]
 
 
 def _is_work(change: Change) -> bool:

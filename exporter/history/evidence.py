@@ -34,10 +34,6 @@ class OperationEvidence:
     commits: list[Classified] | None  # None: git unavailable
     notes: list[str] = field(default_factory=list)  # about where the evidence came from
 
-    @property
-    def commit_times(self) -> list[Classified]:
-        return self.commits or []
-
 
 @dataclass
 class BatchEvidence:

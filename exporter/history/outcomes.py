@@ -106,7 +106,8 @@ def _front_matter_note(items: list[Prp], counted_by: str) -> str | None:
 
 def resolve_outcomes(ev: OperationEvidence) -> Counts | None:
     """Counts for the record of ``ev.operation``; None when no source says anything of items."""
-    items_from_prps = ev.operation in ("generate", "execute")
+    # Generator tasks name phases, not the PRPs they wrote: where they exist they are the items.
+    items_from_prps = ev.operation == "execute" or (ev.operation == "generate" and not ev.tasks)
     prps = {p.item_id: p for p in ev.prps} if items_from_prps else {}
     tally = _Tally()
     unfinished = _from_tasks(tally, ev.tasks)

@@ -168,3 +168,16 @@ def test_git_missing_with_orchestrator_files_is_one_error_line(
     (record,) = analyze_batch(batch47.root, "47", ("execute",), load_pricing(None)).records
     assert (record.timestamp, record.duration_seconds) == (at(90), None)
     assert "no timing: git history unavailable" in (record.notes or [])
+
+
+def test_generator_tasks_are_the_generate_items(batch47: Project):
+    for n in (1, 2, 3):
+        batch47.orchestration(f"tasks/batch-47/task-{n}.json", {"type": "generator"})
+        batch47.orchestration(
+            f"tasks/batch-47/task-{n}.result.json",
+            {"status": "success", "elapsed_seconds": 20, "last_update": at(1).isoformat()},
+        )
+    analysis = analyze_batch(batch47.root, "47", ("generate",), load_pricing(None))
+    (generate,) = analysis.records
+    m = generate.metrics
+    assert (generate.source, m.total_items, m.success_count) == ("orchestrator", 3, 3)
