@@ -22,7 +22,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeAlias
 
 from pydantic import ValidationError
 
@@ -37,6 +37,8 @@ from exporter.util.atomic import fsync_dir, write_temp
 from exporter.util.atomic import replace_atomically as _replace
 from exporter.util.errors import UserError
 from exporter.util.paths import DEFAULT_ARCHIVE, RECORD_GLOB, is_record_name
+
+StrPath: TypeAlias = str | os.PathLike[str]  # read paths: a str spares pathlib's cost per file
 
 __all__ = [
     "DEFAULT_ARCHIVE",
@@ -70,9 +72,9 @@ class ArchiveError(UserError):
 class InvalidRecordFile(ArchiveError):
     """A file in the archive is not a valid record; ``reason`` says why in one line."""
 
-    def __init__(self, path: Path, reason: str) -> None:
+    def __init__(self, path: StrPath, reason: str) -> None:
         super().__init__(f"{path}: {reason}")
-        self.path = path
+        self.path = Path(path)
         self.reason = reason
 
 
@@ -105,7 +107,7 @@ def read_record(path: Path) -> BatchRecord:
     return read_record_stat(path)[0]
 
 
-def read_record_stat(path: Path) -> tuple[BatchRecord, os.stat_result]:
+def read_record_stat(path: StrPath) -> tuple[BatchRecord, os.stat_result]:
     """Like :func:`read_record`, also returning the stat of exactly the file that was read.
 
     Symbolic links are refused (``O_NOFOLLOW``): a link could point outside the archive.
@@ -114,7 +116,7 @@ def read_record_stat(path: Path) -> tuple[BatchRecord, os.stat_result]:
     return _parse_bytes(path, data), st
 
 
-def read_bounded(path: Path, limit: int = MAX_RECORD_BYTES) -> tuple[bytes, os.stat_result]:
+def read_bounded(path: StrPath, limit: int = MAX_RECORD_BYTES) -> tuple[bytes, os.stat_result]:
     """The bytes of one regular file of at most ``limit`` bytes, and its stat.
 
     Refuses, with InvalidRecordFile and a one-line reason, a symbolic link (``O_NOFOLLOW``: it
@@ -164,7 +166,7 @@ def _size(limit: int) -> str:
     return f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit} bytes"
 
 
-def _parse_bytes(path: Path, data: bytes) -> BatchRecord:
+def _parse_bytes(path: StrPath, data: bytes) -> BatchRecord:
     if not data.strip():
         raise InvalidRecordFile(path, "empty file")
     try:

@@ -111,6 +111,8 @@ MAX_USD: Final = 1e12
 # Item seconds per wall second: a million items' worth of work at once is already absurd, and
 # the bound keeps item time (duration x efficiency) finite in every sum the index keeps.
 MAX_EFFICIENCY: Final = 1e6
+# A run that starts before this year ends before year 10000, however long it lasts.
+_LAST_SAFE_YEAR: Final = 9999 - 32
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
 Usd = Annotated[float, Field(ge=0, le=MAX_USD, allow_inf_nan=False)]
@@ -202,7 +204,7 @@ class Metrics(_Model):
 
     @model_validator(mode="after")
     def _counts_add_up(self) -> Metrics:
-        counted = sum(c or 0 for c in (self.success_count, self.failure_count, self.partial_count))
+        counted = (self.success_count or 0) + (self.failure_count or 0) + (self.partial_count or 0)
         if self.total_items is not None and counted > self.total_items:
             raise PydanticCustomError(
                 "counts_exceed_total",
@@ -290,16 +292,10 @@ class BatchRecord(_Model):
             raise ValueError("run_id may only contain letters, digits, '_' and '-' (max 64)")
         return value
 
-    @field_validator("duration_seconds")
-    @classmethod
-    def _finite(cls, value: float | None) -> float | None:
-        if value is not None and not math.isfinite(value):
-            raise ValueError("duration_seconds must be finite")
-        return value
-
     @model_validator(mode="after")
     def _ends_before_year_10000(self) -> BatchRecord:
-        if self.duration_seconds is not None:
+        # MAX_SECONDS is under 32 years: only a start in the last of them can end too late
+        if self.duration_seconds is not None and self.timestamp.year >= _LAST_SAFE_YEAR:
             try:
                 self.timestamp.astimezone(UTC) + timedelta(seconds=self.duration_seconds)
             except OverflowError:

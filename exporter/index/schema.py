@@ -95,10 +95,13 @@ INSERT: Final = (
 )
 
 
+_COMPACT: Final = json.JSONEncoder(separators=(",", ":"))  # one encoder, not one per call
+
+
 def nested_json(s: RecordSummary) -> str | None:
     if not (s.models or s.stage_durations or s.error_types):
         return None
-    return json.dumps([s.models, s.stage_durations, s.error_types], separators=(",", ":"))
+    return _COMPACT.encode([s.models, s.stage_durations, s.error_types])
 
 
 def from_row(row: Sequence[Any]) -> RecordSummary:

@@ -43,7 +43,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from exporter.index.parsing import Parsed, parse_files, signed_inode
+from exporter.index.parsing import gc_paused, parse_files, parse_rows, signed_inode
 from exporter.index.queries import Snapshot, SumOverflowError, query
 from exporter.index.rollups import ROLLUPS
 from exporter.index.schema import (
@@ -72,7 +72,8 @@ from exporter.index.writes import (
     drop_rows,
     heal_rollups,
     insert_rows,
-    write_rows,
+    next_id,
+    rows_of,
 )
 from exporter.util.paths import is_record_name
 from exporter.util.settings import path_setting
@@ -213,7 +214,9 @@ class ArchiveIndex:
                     )
                 }
             known = self._known
-            if full or self._dir_mtime_ns is None:  # a new index, or asked to: verify every file
+            if known and (full or self._dir_mtime_ns is None):  # asked to, or a new instance
+                # verify every file it knows (an empty index reads every file anyway: the
+                # read's own fstat gives its identity, no need to stat it first)
                 stats = self._list_with_stats() if dir_mtime != -1 else {}
                 names: AbstractSet[str] = stats.keys()
                 to_read = [n for n, st in stats.items() if known.get(n) != st]
@@ -264,8 +267,9 @@ class ArchiveIndex:
         """Parse ``to_read``, drop ``gone``, and store the result in one transaction.
 
         With ``heal`` (a full refresh), totals an overflow made inexact are recomputed. A bulk
-        change (a first build) is written while the files are parsed, under the write lock;
-        otherwise files are parsed first and the transaction is short.
+        change (a first build) is parsed into rows by worker processes and written as they
+        come, under the write lock; its summaries are read back from the index only if asked
+        for. Otherwise files are parsed first and the transaction is short.
         """
         known = self._known if self._known is not None else {}
         invalid = self._invalid_cache()
@@ -273,20 +277,28 @@ class ArchiveIndex:
         changed = [*gone, *names]  # every row of these names goes, also another process's
         replaced = [n for n in changed if n in known]
         bulk = len(changed) >= _BULK_CHANGES and len(changed) * 8 >= len(known) + len(names)
-        parsed = _Parsed()
+        outcomes = [] if bulk else parse_files(self.archive, names)  # outside the transaction
+        stored: dict[str, FileIdentity] = {}
+        newly_invalid: dict[str, str] = {}
+        added: Sequence[RecordSummary] = []
         db = self._db
-        if not bulk:
-            parsed.take(parse_files(self.archive, names))  # outside the write transaction
         db.execute("BEGIN IMMEDIATE")
         try:
             removed, reset = self._replaced_rows(replaced, known)
+            drop_rows(db, changed)
+            first_id = next_id(db)
             if bulk:
-                with bulk_load(db):
-                    drop_rows(db, changed)
-                    for chunk in _chunks(parse_files(self.archive, names), 2000):
-                        insert_rows(db, *parsed.take(chunk))
+                with bulk_load(db), gc_paused():
+                    for rows in parse_rows(self.archive, names, first_id):
+                        insert_rows(db, rows)
+                        stored.update(rows.stored)
+                        newly_invalid.update(rows.invalid)
+                ids = range(first_id, first_id + len(names))
+                added = _ReadBack(self, ids, len(stored) - len(newly_invalid))
             else:
-                write_rows(db, changed, parsed.stored, parsed.newly_invalid, parsed.added)
+                rows = rows_of(outcomes, first_id, keep=True)
+                insert_rows(db, rows)
+                stored, newly_invalid, added = rows.stored, rows.invalid, rows.added
             if changed:
                 count_write(db)
             if heal and not bulk:
@@ -300,15 +312,15 @@ class ArchiveIndex:
         for name in replaced:
             known.pop(name, None)
             invalid.pop(name, None)
-        known.update(parsed.stored)
-        invalid.update(parsed.newly_invalid)
-        for name, reason in parsed.newly_invalid.items():
+        known.update(stored)
+        invalid.update(newly_invalid)
+        for name, reason in newly_invalid.items():
             _log.warning("skipping invalid record %s: %s", self.archive / name, reason)
         return RefreshResult(
-            added=tuple(parsed.added),
+            added=added,
             removed=tuple(removed),
             invalid=dict(invalid),
-            newly_invalid=parsed.newly_invalid,
+            newly_invalid=newly_invalid,
             reset=reset,
             scanned_files=scanned,
             seconds=time.perf_counter() - started,
@@ -411,42 +423,33 @@ class ArchiveIndex:
         return int(row[0])
 
 
-class _Parsed:
-    """What parsing the files of one refresh found, gathered chunk by chunk."""
+class _ReadBack(Sequence[RecordSummary]):
+    """The summaries a bulk load added, read back from the index when first used.
 
-    def __init__(self) -> None:
-        self.added: list[RecordSummary] = []
-        self.newly_invalid: dict[str, str] = {}
-        self.stored: dict[str, FileIdentity] = {}
+    A bulk load writes rows made in worker processes and keeps no summaries: most callers
+    (``trends``) never look at them. The ids of one load are a range; a later refresh of
+    this instance may have replaced some of them before they are read.
+    """
 
-    def take(
-        self, outcomes: Iterable[Parsed]
-    ) -> tuple[dict[str, FileIdentity], dict[str, str], list[RecordSummary]]:
-        """Sort ``outcomes`` in (a file that vanished meanwhile is left out: its row is gone);
-        returns what they add, as :func:`insert_rows` takes it."""
-        stored: dict[str, FileIdentity] = {}
-        newly_invalid: dict[str, str] = {}
-        added: list[RecordSummary] = []
-        for name, identity, summary, reason in outcomes:
-            if identity is None:
-                continue
-            stored[name] = identity
-            if summary is None:
-                newly_invalid[name] = reason or "invalid"
-            else:
-                added.append(summary)
-        self.stored.update(stored)
-        self.newly_invalid.update(newly_invalid)
-        self.added.extend(added)
-        return stored, newly_invalid, added
+    def __init__(self, index: ArchiveIndex, ids: range, count: int) -> None:
+        self._index = index
+        self._ids = (ids.start, ids.stop - 1)
+        self._count = count
+        self._summaries: list[RecordSummary] | None = None
 
+    def _loaded(self) -> list[RecordSummary]:
+        if self._summaries is None:
+            rows = self._index.select(
+                SELECT_MANY + "{where} AND f.id BETWEEN ? AND ? ORDER BY f.id", self._ids
+            )
+            self._summaries = [from_row(r) for r in rows]
+        return self._summaries
 
-def _chunks(items: Iterable[Parsed], size: int) -> Iterator[list[Parsed]]:
-    chunk: list[Parsed] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+    def __len__(self) -> int:
+        return self._count if self._summaries is None else len(self._summaries)
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._loaded()[i]
+
+    def __iter__(self) -> Iterator[RecordSummary]:
+        return iter(self._loaded())

@@ -6,6 +6,7 @@ exporter read; :func:`summarize` makes one from a validated record.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, NamedTuple
 
@@ -86,45 +87,51 @@ def summarize(record: BatchRecord, file: str) -> RecordSummary:
     elsewhere = read_elsewhere(record)
     usage = elsewhere.usage
     opt = record.optimization_metrics
-    return RecordSummary(
-        file=file,
-        batch_id=record.batch_id,
-        operation=record.operation,
-        timestamp=record.timestamp.timestamp(),
-        duration_seconds=record.duration_seconds,
-        run_id=record.run_id,
-        source=record.source,
-        status=record.status,
-        total_items=m.total_items,
-        success_count=m.success_count,
-        failure_count=m.failure_count,
-        partial_count=m.partial_count,
-        stages=m.stages,
-        input_tokens=usage.input_tokens if usage else None,
-        output_tokens=usage.output_tokens if usage else None,
-        total_tokens=usage.total_tokens if usage else None,
-        estimated_cost=usage.estimated_cost if usage else None,
-        cost_source=usage.cost_source if usage else None,
-        parallel_efficiency=opt.parallel_efficiency if opt else None,
-        read_elsewhere=",".join(elsewhere.fields) or None,
-        models=tuple(
-            ModelTokens(
-                u.model,
-                u.input_tokens,
-                u.output_tokens,
-                u.cache_read_tokens,
-                u.cost_usd,
-                u.cost_source,
-            )
-            for u in (usage.by_model or ())
+    # Written out, not generated: a first index build projects a hundred thousand records.
+    by_model = usage.by_model if usage is not None else None
+    models: tuple[ModelTokens, ...] = ()
+    if by_model:
+        models = tuple(
+            [
+                ModelTokens(
+                    u.model,
+                    u.input_tokens,
+                    u.output_tokens,
+                    u.cache_read_tokens,
+                    u.cost_usd,
+                    u.cost_source,
+                )
+                for u in by_model
+            ]
         )
-        if usage
+    stage_durations = m.stage_durations
+    errors = m.errors
+    return RecordSummary(
+        file,
+        record.batch_id,
+        record.operation,
+        record.timestamp.timestamp(),
+        record.duration_seconds,
+        record.run_id,
+        record.source,
+        record.status,
+        m.total_items,
+        m.success_count,
+        m.failure_count,
+        m.partial_count,
+        m.stages,
+        usage.input_tokens if usage is not None else None,
+        usage.output_tokens if usage is not None else None,
+        usage.total_tokens if usage is not None else None,
+        usage.estimated_cost if usage is not None else None,
+        usage.cost_source if usage is not None else None,
+        opt.parallel_efficiency if opt is not None else None,
+        ",".join(elsewhere.fields) or None,
+        models,
+        tuple([StageSummary(x.stage, x.duration_seconds, len(x.items)) for x in stage_durations])
+        if stage_durations
         else (),
-        stage_durations=tuple(
-            StageSummary(s.stage, s.duration_seconds, len(s.items))
-            for s in (m.stage_durations or ())
-        ),
-        error_types=tuple(e.error_type or "unknown" for e in (m.errors or ())),
+        tuple([e.error_type or "unknown" for e in errors]) if errors else (),
     )
 
 
@@ -169,7 +176,8 @@ class RecordFilter:
 class RefreshResult:
     """What one refresh changed; ``removed`` holds the summaries that were dropped or replaced."""
 
-    added: tuple[RecordSummary, ...] = ()
+    # every summary added, in file-name order (a bulk load's are read back when first used)
+    added: Sequence[RecordSummary] = ()
     removed: tuple[RecordSummary, ...] = ()
     invalid: dict[str, str] = field(default_factory=dict)  # file name -> reason, all known now
     newly_invalid: dict[str, str] = field(default_factory=dict)

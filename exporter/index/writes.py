@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator, Sequence
-from typing import Final
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Final, NamedTuple
 
 from exporter.index.rollups import ROLLUPS
 from exporter.index.schema import (
@@ -43,16 +43,52 @@ def ids_of(db: sqlite3.Connection, names: Sequence[str]) -> list[int]:
     return ids
 
 
-def write_rows(
-    db: sqlite3.Connection,
-    changed: Sequence[str],
-    stored: dict[str, FileIdentity],
-    newly_invalid: dict[str, str],
-    added: Sequence[RecordSummary],
-) -> None:
-    """Drop every row of the ``changed`` names, then insert what was ``stored`` for them."""
-    drop_rows(db, changed)
-    insert_rows(db, stored, newly_invalid, added)
+class Rows(NamedTuple):
+    """What a batch of parsed files writes, ready for ``executemany``: the rows of each table
+    (ids assigned), and what the files were."""
+
+    files: list[tuple[object, ...]]
+    models: list[tuple[object, ...]]
+    stages: list[tuple[object, ...]]
+    errors: list[tuple[object, ...]]
+    stored: dict[str, FileIdentity]  # every file read (not vanished), valid or not
+    invalid: dict[str, str]  # name -> why it is not a valid record
+    added: list[RecordSummary]  # the valid ones' summaries (empty from a worker process)
+
+
+# One file's parse outcome: name, identity (None: it vanished), summary, or why it is invalid.
+Outcome = tuple[str, FileIdentity | None, RecordSummary | None, str | None]
+
+
+def rows_of(outcomes: Iterable[Outcome], first_id: int, *, keep: bool = False) -> Rows:
+    """The rows of parsed files: the i-th outcome gets id ``first_id + i``; one whose file
+    vanished gets no row. With ``keep``, :attr:`Rows.added` holds the summaries."""
+    rows = Rows([], [], [], [], {}, {}, [])
+    files, models, stages, errors = rows.files, rows.models, rows.stages, rows.errors
+    no_scalars = (None,) * len(SCALARS)
+    for file_id, (name, identity, summary, reason) in enumerate(outcomes, first_id):
+        if identity is None:
+            continue
+        rows.stored[name] = identity
+        if summary is None:
+            rows.invalid[name] = reason or "invalid"
+            files.append((file_id, name, *identity, rows.invalid[name], *no_scalars, None))
+            continue
+        files.append((file_id, name, *identity, None, *summary[1:-3], nested_json(summary)))
+        models.extend((file_id, *m) for m in summary.models)
+        stages.extend((file_id, *x) for x in summary.stage_durations)
+        errors.extend((file_id, e) for e in summary.error_types)
+        if keep:
+            rows.added.append(summary)
+    return rows
+
+
+def insert_rows(db: sqlite3.Connection, rows: Rows) -> None:
+    """Insert ``rows`` (no row of their names or ids may exist)."""
+    db.executemany(INSERT, rows.files)
+    db.executemany("INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?)", rows.models)
+    db.executemany("INSERT INTO stages VALUES (?, ?, ?, ?)", rows.stages)
+    db.executemany("INSERT INTO errors VALUES (?, ?)", rows.errors)
 
 
 def drop_rows(db: sqlite3.Connection, names: Sequence[str]) -> None:
@@ -67,40 +103,10 @@ def drop_rows(db: sqlite3.Connection, names: Sequence[str]) -> None:
     db.executemany("DELETE FROM files WHERE id = ?", dropped)
 
 
-def insert_rows(
-    db: sqlite3.Connection,
-    stored: dict[str, FileIdentity],
-    newly_invalid: dict[str, str],
-    added: Sequence[RecordSummary],
-) -> None:
-    """Insert the rows of ``stored`` names: invalid ones with their reason, valid ones with
-    their summary in ``added`` (no row of these names may exist)."""
-    # Ids are assigned here, under the write lock, so child rows can refer to them.
-    (next_id,) = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM files").fetchone()
-    ids = {name: next_id + i for i, name in enumerate(stored)}
-    db.executemany(
-        INSERT,
-        [
-            (ids[n], n, *stored[n], reason, *[None] * len(SCALARS), None)
-            for n, reason in newly_invalid.items()
-        ],
-    )
-    db.executemany(
-        INSERT,
-        [(ids[a.file], a.file, *stored[a.file], None, *a[1:-3], nested_json(a)) for a in added],
-    )
-    db.executemany(
-        "INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(ids[a.file], *m) for a in added for m in a.models],
-    )
-    db.executemany(
-        "INSERT INTO stages VALUES (?, ?, ?, ?)",
-        [(ids[a.file], *x) for a in added for x in a.stage_durations],
-    )
-    db.executemany(
-        "INSERT INTO errors VALUES (?, ?)",
-        [(ids[a.file], e) for a in added for e in a.error_types],
-    )
+def next_id(db: sqlite3.Connection) -> int:
+    """The first id no row has (call under the write lock, then assign ids from it)."""
+    (first,) = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM files").fetchone()
+    return int(first)
 
 
 @contextlib.contextmanager

@@ -144,8 +144,8 @@ def test_a_second_process_reuses_the_index_without_reparsing(
 
     parsed: list[Path] = []
 
-    def counting(path: Path) -> tuple[BatchRecord, os.stat_result]:
-        parsed.append(path)
+    def counting(path: str | os.PathLike[str]) -> tuple[BatchRecord, os.stat_result]:
+        parsed.append(Path(path))
         return read_record_stat(path)
 
     monkeypatch.setattr(archive_module, "read_record_stat", counting)

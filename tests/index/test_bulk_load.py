@@ -1,0 +1,120 @@
+"""A bulk load (a first build: rows made by worker processes) stores what refreshing one
+file at a time stores: the same rows, invalid files, rollups, and summaries it reports."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from exporter.index import parsing, store
+from exporter.index.rollups import ROLLUPS
+from exporter.index.store import ArchiveIndex
+from exporter.index.writes import Rows
+from tests.support.generated_archive import write_archive
+
+RECORDS = 300
+INVALID = {
+    "batch-bad-1-execute.json": b"{not json",
+    "batch-bad-2-review.json": b'{"batch_id": "2", "operation": "review"}',
+    "batch-bad-3-generate.json": b"",
+}
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Path:
+    path = tmp_path / "completed-batches"
+    write_archive(path, RECORDS, every_nth_without=7)
+    for name, content in INVALID.items():
+        (path / name).write_bytes(content)
+    return path
+
+
+def _parallel(monkeypatch: pytest.MonkeyPatch) -> list[Rows]:
+    """Make a few hundred changes a bulk load, parsed by two workers; returns the chunks."""
+    monkeypatch.setattr(store, "_BULK_CHANGES", 50)
+    monkeypatch.setattr(parsing, "PARALLEL_FROM", 50)
+    monkeypatch.setattr(parsing, "_workers", lambda: 2)
+    chunks: list[Rows] = []
+    real = parsing.parse_rows
+
+    def spy(archive: Path, names: Sequence[str], first_id: int) -> Iterator[Rows]:
+        for rows in real(archive, names, first_id):
+            chunks.append(rows)
+            yield rows
+
+    monkeypatch.setattr(store, "parse_rows", spy)
+    return chunks
+
+
+def _contents(db_path: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every table's rows, without ids (which differ by how the rows were written)."""
+    db = sqlite3.connect(db_path)
+    try:
+        tables = {
+            "files": "SELECT * FROM files ORDER BY name",
+            "models": "SELECT f.name, m.* FROM models m JOIN files f ON f.id = m.file_id",
+            "stages": "SELECT f.name, s.* FROM stages s JOIN files f ON f.id = s.file_id",
+            "errors": "SELECT f.name, e.* FROM errors e JOIN files f ON f.id = e.file_id",
+            **{r.table: f"SELECT * FROM {r.table}" for r in ROLLUPS},
+        }
+        found = {}
+        for table, sql in tables.items():
+            rows = db.execute(sql).fetchall()
+            # drop id columns: files.id (first) and the children's file_id (second)
+            if table == "files":
+                rows = [r[1:] for r in rows]
+            elif table in ("models", "stages", "errors"):
+                rows = [(r[0], *r[2:]) for r in rows]
+            found[table] = sorted(rows, key=repr)
+        return found
+    finally:
+        db.close()
+
+
+def test_a_parallel_bulk_load_equals_refreshing_file_by_file(
+    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = sorted(p.name for p in archive.iterdir())
+    one_by_one = tmp_path / "incremental.sqlite"
+    with ArchiveIndex(archive, db_path=one_by_one) as index:
+        index.refresh()  # under the bulk threshold: parsed here, summaries kept
+    chunks = _parallel(monkeypatch)
+    bulk = tmp_path / "bulk.sqlite"
+    with ArchiveIndex(archive, db_path=bulk) as index:
+        result = index.refresh()
+        assert len(chunks) > 1  # made by worker processes, chunk by chunk
+        assert len(result.added) == RECORDS  # known before the summaries are read back
+        assert [s.file for s in result.added] == sorted(n for n in names if n not in INVALID)
+        assert sorted(result.added) == sorted(index.summaries())
+        assert set(result.newly_invalid) == set(INVALID)
+        assert len(index) == RECORDS
+    assert _contents(bulk) == _contents(one_by_one)
+
+
+def test_a_bulk_load_after_a_small_one_keeps_ids_apart(
+    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows already there keep their ids; the bulk's ids start after them."""
+    db_path = tmp_path / "index.sqlite"
+    names = sorted(n for n in (p.name for p in archive.iterdir()) if n not in INVALID)
+    moved = archive.parent / "later"
+    moved.mkdir()
+    for name in names[100:]:
+        (archive / name).rename(moved / name)
+    with ArchiveIndex(archive, db_path=db_path) as index:
+        assert len(index.refresh().added) == 100
+    for name in names[100:]:
+        (moved / name).rename(archive / name)
+    chunks = _parallel(monkeypatch)
+    with ArchiveIndex(archive, db_path=db_path) as index:
+        result = index.refresh()
+        assert len(chunks) > 1
+        assert [s.file for s in result.added] == names[100:]
+        assert len(index) == RECORDS
+    reference = tmp_path / "reference.sqlite"
+    with ArchiveIndex(archive, db_path=reference) as index:
+        index.refresh()
+    assert _contents(db_path) == _contents(reference)
