@@ -20,9 +20,9 @@ import pytest
 
 from exporter.index.store import summarize
 from exporter.prometheus.series import operation_outcome
-from exporter.signals.thresholds import ENV_VAR, Thresholds, load_thresholds
 from tests.support.prom_fixtures import PLAN, PromStack, start_prom_stack
 from tests.support.servers import prom_query, wait_until
+from tests.support.thresholds import packaged_thresholds
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -36,10 +36,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PromStack]:
 
 @pytest.fixture(scope="module")
 def window() -> str:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv(ENV_VAR, raising=False)
-        thresholds: Thresholds = load_thresholds()
-        return thresholds.window
+    return packaged_thresholds().window
 
 
 def targets(name: str) -> dict[str, list[dict[str, Any]]]:

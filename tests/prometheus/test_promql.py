@@ -26,9 +26,10 @@ from exporter.cli.main import main as cli_main
 from exporter.index.store import summarize
 from exporter.prometheus.rules import alert_name
 from exporter.prometheus.series import operation_outcome
-from exporter.signals.thresholds import ENV_VAR, Thresholds, load_thresholds
+from exporter.signals.thresholds import Thresholds
 from tests.support.prom_fixtures import PLAN, PromStack, RunPlan, start_prom_stack
 from tests.support.servers import prom_query, wait_until
+from tests.support.thresholds import packaged_thresholds
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERVIEW = ROOT / "grafana/dashboards/batch-overview.json"
@@ -62,9 +63,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PromStack]:
 
 @pytest.fixture(scope="module")
 def thresholds() -> Thresholds:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv(ENV_VAR, raising=False)
-        return load_thresholds()
+    return packaged_thresholds()
 
 
 def substitute(expr: str, *, operation: str, window: str) -> str:
