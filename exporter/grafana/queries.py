@@ -58,9 +58,15 @@ def increase(metric: str, by: str, matchers: str = "", window: str = "$window") 
     return f"sum by ({by}) (increase({selector}[{window}]))"
 
 
-def only_selected(expr: str) -> str:
-    """Restrict a per-operation signal from promql (which has no matchers) to ``$operation``."""
-    return f"({expr}) and on (operation) group by (operation) ({OPERATIONS}{{{SELECTED}}})"
+def only_selected(expr: str, window: str = "$window") -> str:
+    """Restrict a per-operation signal from promql (which has no matchers) to ``$operation``.
+
+    The operations are those with a sample in ``window``, not only in the last five minutes
+    (an instant selector's look-back): backfilled history has samples only where runs ended,
+    and a signal over a window of it must not vanish between them.
+    """
+    selected = f"last_over_time({OPERATIONS}{{{SELECTED}}}[{window}])"
+    return f"({expr}) and on (operation) group by (operation) ({selected})"
 
 
 def quantile(q: float, histogram: str, by: str, window: str = "$window") -> str:

@@ -27,6 +27,7 @@ from exporter.archive.files import record_path
 from exporter.archive.model import dump_record
 from exporter.cli.main import main
 from exporter.grafana.dashboards import WINDOW_OPTIONS
+from exporter.grafana.queries import only_selected
 from exporter.index.store import ArchiveIndex
 from exporter.index.summary import RecordFilter
 from exporter.prometheus import promql
@@ -129,6 +130,23 @@ def test_promql_over_a_window_equals_trends_over_runs_that_ended_in_it(
     for op, mean in means.items():
         assert mean == pytest.approx(expected_means[op], rel=tolerance[op]), op
         assert rates[op] == pytest.approx(expected_rates[op], rel=tolerance[op]), op
+
+
+@pytest.mark.parametrize("window", WINDOW_OPTIONS)
+def test_dashboard_signals_keep_operations_whose_last_run_ended_minutes_ago(
+    prometheus: Server, window: str
+) -> None:
+    """A panel's ``$operation`` filter keeps every operation with a sample in its window: in
+    backfilled history the last sample is the last run's end, twenty minutes ago here, beyond
+    an instant selector's five-minute look-back."""
+    at = time.time()
+    shown_any = False
+    for signal, query in promql.SIGNALS.items():
+        plain = _by_operation(prometheus, query(window), at)
+        panel = only_selected(query(window), window).replace("$operation", ".*")
+        assert _by_operation(prometheus, panel, at) == plain, signal
+        shown_any = shown_any or bool(plain)
+    assert shown_any
 
 
 @pytest.mark.parametrize("operation", OPERATIONS)
