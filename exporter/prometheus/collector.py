@@ -5,7 +5,9 @@ then on each scrape asks the index what changed (cheap while the archive directo
 unchanged) and applies only the added and removed records to its running totals. A scrape
 therefore costs the number of series, not the number of records, and a new record shows at the
 next scrape. :meth:`ArchiveCollector.rescan` stats every file to catch records rewritten in
-place; ``serve`` calls it from a background thread.
+place; ``serve`` calls it from a background thread. :meth:`ArchiveCollector.collect_parts`
+tells the exposition (:mod:`exporter.prometheus.exposition`) when the families changed, so that
+``/metrics`` renders them once per change rather than at every scrape.
 
 Invalid files are skipped: the index logs each once, and ``batch_metrics_exporter_invalid_records``
 counts them, together with valid records whose figures cannot be counted (a duration too large
@@ -36,7 +38,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.core import (
@@ -50,6 +52,7 @@ from prometheus_client.registry import Collector
 from exporter.index.ledger import Decision, Ledger, counts_live
 from exporter.index.store import ArchiveIndex, RecordSummary, RefreshResult
 from exporter.prometheus.aggregates import LE_VALUES, Aggregates, SeriesKey
+from exporter.prometheus.exposition import Parts
 from exporter.prometheus.series import ZERO_SERIES, Contribution, contributions
 from instrumentation import contract
 
@@ -94,7 +97,8 @@ class ArchiveCollector(Collector):
         # None: to be counted from scratch at the next update (cold start, or an update that
         # failed half-way: the index has moved on, so the deltas it gave are lost)
         self._aggregates: Aggregates | None = None
-        self._families: list[Metric] | None = None  # the last complete figures, served as is
+        self._families: Sequence[Metric] = ()  # the last complete figures, served as is
+        self._version = 0  # changes whenever _families does
         self._invalid = 0
         self._unusable: dict[str, str] = {}  # valid records whose figures cannot be counted
         self._scan_errors = 0
@@ -129,7 +133,7 @@ class ArchiveCollector(Collector):
                     for c in self._ripe:
                         self._aggregates.apply(c)
                     self._ripe.clear()
-                    self._families = _render(self._aggregates)
+                    self._publish(self._aggregates)
                 self._apply(self.index.refresh(full=full))
         except Exception as exc:  # keep serving the last complete figures
             self._scan_errors += 1
@@ -160,6 +164,10 @@ class ArchiveCollector(Collector):
     def rescan(self) -> ScanStatus:
         """Like :meth:`update`, but also re-read files rewritten in place (stats every file)."""
         return self.update(full=True)
+
+    def _publish(self, aggregates: Aggregates) -> None:
+        self._families = _render(aggregates)
+        self._version += 1
 
     def _contribution(self, s: RecordSummary, unusable: dict[str, str]) -> Contribution | None:
         try:
@@ -198,8 +206,8 @@ class ArchiveCollector(Collector):
             if c is not None:
                 built.apply(c)
         self._decide_undecided(built, unusable, now)
-        families = _render(built)
-        self._aggregates, self._families, self._unusable = built, families, unusable
+        self._aggregates, self._unusable = built, unusable
+        self._publish(built)
         self._invalid = len(result.invalid) + len(unusable)
         self._loaded = True
 
@@ -268,8 +276,6 @@ class ArchiveCollector(Collector):
             # Should anything below fail, the totals are recounted from the ledger at the next
             # update, and until then the last complete figures are served.
             self._aggregates = None
-            if self._families is None:
-                self._families = _render(aggregates)
             if result.reset:
                 self._decide_undecided(aggregates, unusable, now)
             else:
@@ -277,7 +283,8 @@ class ArchiveCollector(Collector):
                 names = {s.file for s in live}
                 history = [s.file for s in new if s.file not in names]
                 self._count(aggregates, unusable, live, history, now)
-            self._aggregates, self._families = aggregates, _render(aggregates)
+            self._aggregates = aggregates
+            self._publish(aggregates)
         if not result.reset:
             self._archive_records += len(result.added) - len(result.removed)
         self._unusable = unusable
@@ -288,32 +295,32 @@ class ArchiveCollector(Collector):
 
     # -- exposing ------------------------------------------------------------------------
 
-    def collect(self) -> Iterator[Metric]:
-        """Update from the archive, then yield the contract's families and self-metrics."""
+    def collect_parts(self) -> Parts:
+        """Update from the archive; the contract's families (which change only when records
+        are counted, with :attr:`Parts.version`) and this scrape's self-metrics."""
         status = self.update()
         with self._lock:
-            families = list(self._families or ())
+            families, version = self._families, self._version
             scan_errors = self._scan_errors
             corrections = dict(self._corrections)
             late = self._late
             self._ripe.extend(self._pending)  # their zero series are in this scrape
             self._pending.clear()
             self._fresh.clear()
-        yield from families
-        yield from _self_metrics(status, scan_errors)
-        corrected = CounterMetricFamily(
-            contract.EXPORTER_CORRECTIONS.prometheus_base,
-            contract.EXPORTER_CORRECTIONS.help,
-            labels=contract.EXPORTER_CORRECTIONS.labels,
-        )
-        for kind, n in sorted(corrections.items()):
-            corrected.add_metric([kind], n)
-        yield corrected
-        yield CounterMetricFamily(
-            contract.EXPORTER_LATE_RECORDS.prometheus_base,
-            contract.EXPORTER_LATE_RECORDS.help,
-            value=late,
-        )
+        current = list(_self_metrics(status, scan_errors, corrections, late))
+        return Parts(version, families, current)
+
+    def collect(self) -> Iterator[Metric]:
+        """Update from the archive, then yield the contract's families and self-metrics."""
+        parts = self.collect_parts()
+        yield from parts.stable
+        yield from parts.current
+
+    def describe(self) -> Iterator[Metric]:
+        """The families :meth:`collect` yields, without looking at the archive (a registry
+        learns the names from this, for ``name[]`` filtering and duplicate checks)."""
+        yield from _render(Aggregates())
+        yield from _self_metrics(self.status, 0, {}, 0)
 
 
 def _render(aggregates: Aggregates) -> list[Metric]:
@@ -334,7 +341,9 @@ def _render(aggregates: Aggregates) -> list[Metric]:
     return families
 
 
-def _self_metrics(status: ScanStatus, scan_errors: int) -> Iterator[Metric]:
+def _self_metrics(
+    status: ScanStatus, scan_errors: int, corrections: dict[str, int], late: int
+) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         contract.EXPORTER_RECORDS.prometheus_base,
         contract.EXPORTER_RECORDS.help,
@@ -359,4 +368,17 @@ def _self_metrics(status: ScanStatus, scan_errors: int) -> Iterator[Metric]:
         contract.EXPORTER_SCAN_ERRORS.prometheus_base,
         contract.EXPORTER_SCAN_ERRORS.help,
         value=scan_errors,
+    )
+    corrected = CounterMetricFamily(
+        contract.EXPORTER_CORRECTIONS.prometheus_base,
+        contract.EXPORTER_CORRECTIONS.help,
+        labels=contract.EXPORTER_CORRECTIONS.labels,
+    )
+    for kind, n in sorted(corrections.items()):
+        corrected.add_metric([kind], n)
+    yield corrected
+    yield CounterMetricFamily(
+        contract.EXPORTER_LATE_RECORDS.prometheus_base,
+        contract.EXPORTER_LATE_RECORDS.help,
+        value=late,
     )
