@@ -104,6 +104,24 @@ class Aggregates:
                     gauges[key] = time
         self.records += n
 
+    def add(self, other: Aggregates) -> None:
+        """Add totals counted apart (another share of the same records' contributions)."""
+        counters, histograms, gauges = self.counters, self.histograms, self.gauges
+        for key, n in other.counters.items():
+            counters[key] = counters.get(key, 0) + n
+        for key, theirs in other.histograms.items():
+            hist = histograms.get(key)
+            if hist is None:
+                hist = histograms[key] = _Histogram()
+            hist.buckets = [a + b for a, b in zip(hist.buckets, theirs.buckets, strict=True)]
+            hist.count += theirs.count
+            hist.total += theirs.total
+        for key, time in other.gauges.items():
+            latest = gauges.get(key)
+            if latest is None or time > latest:
+                gauges[key] = time
+        self.records += other.records
+
     def touch(self, c: Contribution) -> None:
         """Create the counter and histogram series ``c`` would change, at 0, without counting
         it: a series first exposed at 0 lets ``increase()`` see its first increment."""

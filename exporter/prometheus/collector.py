@@ -48,7 +48,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.core import (
@@ -62,6 +62,7 @@ from prometheus_client.registry import Collector
 from exporter.index.ledger import Ledger, LedgerWrite, counts_live
 from exporter.index.store import ArchiveIndex, RecordSummary, RefreshResult
 from exporter.prometheus.aggregates import LE_VALUES, Aggregates, SeriesKey
+from exporter.prometheus.counting import count
 from exporter.prometheus.exposition import Parts
 from exporter.prometheus.series import ZERO_SERIES, Contribution, contributions
 from instrumentation import contract
@@ -207,8 +208,7 @@ class ArchiveCollector(Collector):
         self._ripe.clear()
         self._fresh.clear()
         now = time.time()
-        in_index = self._index_names()
-        added = {s.file: s for s in result.added}
+        found = _Found(self.index, result.added)
         with _gc_paused(), self.ledger.write() as tx:
             cutover = tx.cutover(now) if self.live_only else self._cutover
             corrections = self._correct(tx, result)
@@ -221,12 +221,19 @@ class ArchiveCollector(Collector):
                 built, unusable = saved
                 recount = tx.live_names(uncounted=True)  # decided live by another process
             tombstones = tx.tombstones() if recount else {}
-            undecided = in_index - tx.names()
-            live, history = self._decide(undecided, added, now, cutover)
+            decided = tx.names()
+            if not decided and len(found.names) == len(self.index):
+                in_index = found.names  # a first start: this refresh brought every record
+            else:
+                in_index = self._index_names()
+            live, history = self._decide(in_index - decided, found, now, cutover)
             wanted = (set(recount) & in_index | live) - tombstones.keys()
-            counting = [*(tombstones[n] for n in recount if n in tombstones)]
-            counting += self._summaries_of(wanted, added)
-            built.apply_all(self._countable(counting, unusable))
+            counting = [tombstones[n] for n in recount if n in tombstones]
+            counting += found.summaries(wanted)
+            for name, why in count(counting, built).items():
+                _log.warning("not counting %s: %s", self.index.archive / name, why)
+                unusable[name] = why
+            del counting  # gone before collections resume: they would walk all of it
             tx.decide(live, history, first_seen=now, counted=True)
             tx.mark_counted(None if saved is None else recount)
             late = self._late_after(tx, history, now, cutover)
@@ -245,33 +252,14 @@ class ArchiveCollector(Collector):
         return names - self.index.invalid_files().keys()  # a covering scan, minus a few
 
     def _decide(
-        self, names: set[str], added: dict[str, RecordSummary], now: float, cutover: float
+        self, names: set[str], found: _Found, now: float, cutover: float
     ) -> tuple[set[str], list[str]]:
         """Which of the undecided ``names`` the live scrape counts, and which are history."""
         if not self.live_only or not names:
             return names, []
-        if names <= added.keys():
-            ends = {n: added[n].end_timestamp for n in names}
-        else:  # known to the index before this refresh (a failed update, another process)
-            ends = {n: end for n, end in self.index.end_times().items() if n in names}
+        ends = found.ends(names)
         live = {n for n, end in ends.items() if counts_live(end, now, cutover)}
         return live, [n for n in ends if n not in live]
-
-    def _summaries_of(
-        self, names: set[str], added: dict[str, RecordSummary]
-    ) -> list[RecordSummary]:
-        """The summaries of ``names``: from this refresh, else read from the index."""
-        if names <= added.keys():
-            return [added[n] for n in names]
-        return [s for s in self.index.summaries() if s.file in names]
-
-    def _countable(
-        self, summaries: Iterable[RecordSummary], unusable: dict[str, str]
-    ) -> Iterator[Contribution]:
-        for summary in summaries:
-            c = self._contribution(summary, unusable)
-            if c is not None:
-                yield c
 
     def _late_after(
         self, tx: LedgerWrite, history: Sequence[str], now: float, cutover: float
@@ -388,6 +376,29 @@ class ArchiveCollector(Collector):
         learns the names from this, for ``name[]`` filtering and duplicate checks)."""
         yield from _render(Aggregates())
         yield from _self_metrics(self.status, 0, {}, 0)
+
+
+class _Found:
+    """The summaries a refresh returned, by name; for others, the index is read (only after a
+    failed update or a change by another process: then the ledger lacks what the index has)."""
+
+    def __init__(self, index: ArchiveIndex, added: Sequence[RecordSummary]) -> None:
+        self.index = index
+        self.added = added
+        self.names = {s.file for s in added}
+
+    def summaries(self, names: set[str]) -> list[RecordSummary]:
+        if names == self.names:
+            return list(self.added)
+        if names <= self.names:
+            return [s for s in self.added if s.file in names]
+        return [s for s in self.index.summaries() if s.file in names]
+
+    def ends(self, names: set[str]) -> dict[str, float]:
+        """The end time of each of ``names`` (the window rule's time)."""
+        if names <= self.names:
+            return {s.file: s.end_timestamp for s in self.added if s.file in names}
+        return {n: end for n, end in self.index.end_times().items() if n in names}
 
 
 @contextlib.contextmanager

@@ -10,9 +10,10 @@ from __future__ import annotations
 import gzip
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from wsgiref.types import WSGIApplication
 
 import pytest
 from prometheus_client import make_wsgi_app
@@ -92,14 +93,24 @@ def archive_families(tmp_path: Path) -> list[Metric]:
         return list(ArchiveCollector(index).collect_parts().stable)
 
 
-def call(app: object, accept: str | None, encoding: str | None, query: str = "") -> tuple:
+Answer = tuple[str, list[tuple[str, str]], bytes]  # status, headers, body
+
+
+def call(app: WSGIApplication, accept: str | None, encoding: str | None, query: str = "") -> Answer:
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "QUERY_STRING": query}
     if accept is not None:
         environ["HTTP_ACCEPT"] = accept
     if encoding is not None:
         environ["HTTP_ACCEPT_ENCODING"] = encoding
     answered: list[tuple[str, list[tuple[str, str]]]] = []
-    body = b"".join(app(environ, lambda status, headers: answered.append((status, headers))))  # type: ignore[operator]
+
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: object = None
+    ) -> Callable[[bytes], object]:
+        answered.append((status, headers))
+        return lambda data: None
+
+    body = b"".join(app(environ, start_response))
     ((status, headers),) = answered
     return status, headers, body
 

@@ -25,6 +25,7 @@ from exporter.index.ledger import Ledger
 from exporter.index.store import ArchiveIndex
 from exporter.index.summary import RecordSummary
 from exporter.prometheus import collector as collector_module
+from exporter.prometheus import counting as counting_module
 from exporter.prometheus.collector import ArchiveCollector
 from exporter.prometheus.history import missing_history
 from exporter.prometheus.series import Contribution, contributions
@@ -61,7 +62,8 @@ def counting(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         counted.append(s.file)
         return contributions(s)
 
-    monkeypatch.setattr(collector_module, "contributions", spy)
+    monkeypatch.setattr(collector_module, "contributions", spy)  # records first seen
+    monkeypatch.setattr(counting_module, "contributions", spy)  # counting in bulk
     return counted
 
 
