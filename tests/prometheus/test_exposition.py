@@ -141,6 +141,16 @@ def test_byte_for_byte_what_prometheus_client_answers(
         assert call(ours, accept, encoding) == call(reference, accept, encoding)
 
 
+def test_a_version_prometheus_client_cannot_compare_gets_the_default_format(
+    registry: CachingRegistry,
+) -> None:
+    default = call(make_metrics_app(registry), None, None)
+    for accept in ("application/openmetrics-text; version=abc", "text/plain; version=x.y"):
+        with pytest.raises(TypeError):  # prometheus_client's own app fails
+            call(make_wsgi_app(registry), accept, None)
+        assert call(make_metrics_app(registry), accept, None) == default
+
+
 def test_each_format_ends_once_with_its_trailer(registry: CachingRegistry) -> None:
     openmetrics = call(make_metrics_app(registry), "application/openmetrics-text", "gzip")
     text = gzip.decompress(openmetrics[2]).decode()
