@@ -42,8 +42,6 @@ ignores a first sample).
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import logging
 import threading
@@ -60,6 +58,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from exporter.index.ledger import Ledger, LedgerWrite, counts_live
+from exporter.index.parsing import gc_paused
 from exporter.index.store import ArchiveIndex, RecordSummary, RefreshResult
 from exporter.prometheus.aggregates import LE_VALUES, Aggregates, SeriesKey
 from exporter.prometheus.counting import count
@@ -208,8 +207,8 @@ class ArchiveCollector(Collector):
         self._ripe.clear()
         self._fresh.clear()
         now = time.time()
-        found = _Found(self.index, result.added)
-        with _gc_paused(), self.ledger.write() as tx:
+        with gc_paused(), self.ledger.write() as tx:
+            found = _Found(self.index, result.added)  # a bulk load's are read back here
             cutover = tx.cutover(now) if self.live_only else self._cutover
             corrections = self._correct(tx, result)
             saved = _load_totals(tx.totals())
@@ -399,19 +398,6 @@ class _Found:
         if names <= self.names:
             return {s.file: s.end_timestamp for s in self.added if s.file in names}
         return {n: end for n, end in self.index.end_times().items() if n in names}
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection inside: counting a large archive makes millions of small
-    tuples, and every collection would walk every object alive (several times slower)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _dump_totals(
