@@ -1,10 +1,19 @@
-"""Benchmark: ``serve`` scrape latency at 1k/10k/100k records, and ``backfill`` of 100k.
+"""Benchmark: ``serve`` at 1k/10k/100k records, and ``backfill`` of the largest archive.
 
-For each size: a generated archive; *cold* = start with no index (every file parsed) up to the
-first answered scrape; *restart* = start again on the up-to-date index; *warm* = the median of
-20 scrapes of an unchanged archive; *new record* = the first scrape after one more record is
-written (and whether it shows). Scrapes are real HTTP GETs of ``/metrics``. Then ``backfill``
-of the largest archive, whose records are spaced so that its history spans ``--days``.
+For each size, a generated archive, served in this process with an index and a ledger of its
+own (as ``batch-metrics serve`` keeps them in the cache directory):
+
+* *cold*: start with no index and no ledger up to the first answered scrape, and of that the
+  index's build (its first refresh) and serve's own count of the records;
+* *restart*: start again on the current index and ledger up to the first answered scrape;
+* *warm*: real HTTP GETs of ``/metrics`` of an unchanged archive, p50 and p99 (text format),
+  and p50 with gzip and in OpenMetrics (what Prometheus asks for);
+* *new record*: the first scrape after one more record is written (and whether it shows), and
+  of that the index's refresh (listing the archive directory to find the new file);
+* *full rescan*: what the background thread does every ``--rescan-interval``.
+
+Then ``backfill`` of the largest archive, whose records are spaced so that its history spans
+``--days``.
 
     .venv/bin/python -m benchmarks.bench_serve --sizes 1000 10000 100000
 """
@@ -17,15 +26,21 @@ import statistics
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 from exporter.archive.files import record_path, write_record
 from exporter.archive.model import dump_record
-from exporter.index.store import ArchiveIndex
+from exporter.index.ledger import Ledger
+from exporter.index.store import ArchiveIndex, RefreshResult
 from exporter.prometheus.backfill import write_openmetrics
 from exporter.prometheus.server import MetricsServer, build_registry
 from tests.support.generated_archive import START, make_record
+
+_OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+WARM_SCRAPES = 200
 
 
 def write_spaced_archive(archive: Path, count: int, span: timedelta) -> None:
@@ -38,52 +53,131 @@ def write_spaced_archive(archive: Path, count: int, span: timedelta) -> None:
         record_path(archive, record).write_text(dump_record(record), encoding="utf-8")
 
 
-def scrape(url: str) -> tuple[float, bytes]:
+def scrape(url: str, headers: dict[str, str] | None = None) -> tuple[float, bytes]:
+    """Seconds for one GET of ``/metrics``, and the body as sent."""
+    request = urllib.request.Request(url + "/metrics", headers=headers or {})
     started = time.perf_counter()
-    with urllib.request.urlopen(url + "/metrics", timeout=60) as response:
+    with urllib.request.urlopen(request, timeout=60) as response:
         body = response.read()
     return time.perf_counter() - started, body
 
 
-def start_and_scrape(archive: Path, db: Path) -> tuple[float, MetricsServer, ArchiveIndex]:
+class _Served:
+    """serve's parts over one archive, with the seconds of each refresh of its index."""
+
+    def __init__(self, archive: Path, work: Path) -> None:
+        self.index = ArchiveIndex(archive, db_path=work / "serve-index.sqlite")
+        self.ledger = Ledger(work / "serve-ledger.sqlite")
+        self.refreshes: list[float] = []
+        real: Callable[..., RefreshResult] = self.index.refresh
+
+        def timed(*, full: bool = False) -> RefreshResult:
+            started = time.perf_counter()
+            try:
+                return real(full=full)
+            finally:
+                self.refreshes.append(time.perf_counter() - started)
+
+        self.index.refresh = timed  # type: ignore[method-assign]
+        registry, collector = build_registry(self.index, ledger=self.ledger)
+        self.server = MetricsServer.start(registry, collector, port=0, rescan_interval=3600)
+        self.url = self.server.url
+
+    def close(self) -> None:
+        self.server.stop()
+        self.index.close()
+        self.ledger.close()
+
+
+def start_and_scrape(archive: Path, work: Path) -> tuple[float, _Served]:
+    """Seconds from creating serve's parts to the first answered scrape, and those parts."""
     started = time.perf_counter()
-    index = ArchiveIndex(archive, db_path=db)
-    registry, collector = build_registry(index)
-    server = MetricsServer.start(registry, collector, port=0, rescan_interval=3600)
-    scrape(server.url)
-    return time.perf_counter() - started, server, index
+    served = _Served(archive, work)
+    scrape(served.url)
+    return time.perf_counter() - started, served
+
+
+@dataclass(frozen=True)
+class ServeTiming:
+    """One archive's figures, in seconds (see the module docstring)."""
+
+    size: int
+    cold_s: float
+    cold_build_s: float
+    restart_s: float
+    warm_p50_s: float
+    warm_p99_s: float
+    warm_gzip_s: float
+    warm_openmetrics_s: float
+    new_record_s: float
+    new_record_refresh_s: float
+    new_record_visible: bool
+    rescan_s: float
+
+    @property
+    def cold_count_s(self) -> float:
+        """The cold start without the index's build: serve's count, render and first scrape."""
+        return self.cold_s - self.cold_build_s
+
+
+def _median_of(url: str, headers: dict[str, str], n: int) -> float:
+    return statistics.median(scrape(url, headers)[0] for _ in range(n))
+
+
+def measure_serve(archive: Path, work: Path, size: int) -> ServeTiming:
+    """Time ``serve`` over ``archive`` (of ``size`` records), from no index and no ledger."""
+    cold, served = start_and_scrape(archive, work)
+    build = served.refreshes[0]  # the first: the index's build
+    served.close()
+    restart, served = start_and_scrape(archive, work)
+    try:
+        url = served.url
+        warm = sorted(scrape(url)[0] for _ in range(WARM_SCRAPES))
+        gzipped = _median_of(url, {"Accept-Encoding": "gzip"}, WARM_SCRAPES // 4)
+        openmetrics = _median_of(url, {"Accept": _OPENMETRICS}, WARM_SCRAPES // 4)
+        extra = make_record(random.Random(1), size).model_copy(
+            update={"batch_id": "new", "run_id": "bench-new", "timestamp": START}
+        )
+        write_record(archive, extra)
+        after, body = scrape(url)
+        shown = f"batch_metrics_exporter_records {float(size + 1)}".encode() in body
+        refresh = served.refreshes[-1]
+        started = time.perf_counter()
+        served.index.refresh(full=True)  # what the background thread does every interval
+        rescan = time.perf_counter() - started
+    finally:
+        served.close()
+    return ServeTiming(
+        size=size,
+        cold_s=cold,
+        cold_build_s=build,
+        restart_s=restart,
+        warm_p50_s=statistics.median(warm),
+        warm_p99_s=warm[int(len(warm) * 0.99) - 1],
+        warm_gzip_s=gzipped,
+        warm_openmetrics_s=openmetrics,
+        new_record_s=after,
+        new_record_refresh_s=refresh,
+        new_record_visible=shown,
+        rescan_s=rescan,
+    )
 
 
 def bench_size(size: int, work: Path, days: float) -> Path:
     archive = work / f"a{size}"
     write_spaced_archive(archive, size, timedelta(days=days))
-    db = work / f"ix{size}.sqlite"
-    cold, server, index = start_and_scrape(archive, db)
-    server.stop()
-    index.close()
-    restart, server, index = start_and_scrape(archive, db)
-    try:
-        warm = statistics.median(scrape(server.url)[0] for _ in range(20))
-        extra = make_record(random.Random(1), size).model_copy(
-            update={
-                "batch_id": "new",
-                "run_id": "bench-new",
-                "timestamp": START + timedelta(days=days),
-            }
-        )
-        write_record(archive, extra)
-        after, body = scrape(server.url)
-        shown = f"batch_metrics_exporter_records {float(size + 1)}".encode() in body
-        full_rescan = time.perf_counter()
-        index.refresh(full=True)  # what the background thread does every --rescan-interval
-        rescan = time.perf_counter() - full_rescan
-    finally:
-        server.stop()
-        index.close()
+    served = work / f"serve-{size}"
+    served.mkdir()
+    t = measure_serve(archive, served, size)
+    ms = 1000.0
     print(
-        f"{size:>7} records | cold start + first scrape {cold * 1000:8.0f} ms | restart "
-        f"{restart * 1000:6.0f} ms | warm scrape {warm * 1000:5.1f} ms | after new record "
-        f"{after * 1000:5.1f} ms (visible: {shown}) | full rescan {rescan * 1000:6.0f} ms"
+        f"{size:>7} records | cold start + first scrape {t.cold_s * ms:6.0f} ms (index build "
+        f"{t.cold_build_s * ms:.0f}, serve {t.cold_count_s * ms:.0f}) | restart "
+        f"{t.restart_s * ms:5.0f} ms | warm scrape p50 {t.warm_p50_s * ms:.2f} ms, p99 "
+        f"{t.warm_p99_s * ms:.2f} ms, gzip {t.warm_gzip_s * ms:.2f} ms, OpenMetrics "
+        f"{t.warm_openmetrics_s * ms:.2f} ms | after new record {t.new_record_s * ms:.1f} ms "
+        f"(index refresh {t.new_record_refresh_s * ms:.1f}; visible: {t.new_record_visible}) "
+        f"| full rescan {t.rescan_s * ms:.0f} ms"
     )
     return archive
 
@@ -111,13 +205,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--days", type=float, default=14.0, help="history span of each archive")
+    parser.add_argument("--no-backfill", action="store_true", help="serve only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         work = Path(tmp)
         largest = None
         for size in args.sizes:
             largest = bench_size(size, work, args.days)
-        if largest is not None:
+        if largest is not None and not args.no_backfill:
             bench_backfill(largest, work)
 
 

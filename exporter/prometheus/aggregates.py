@@ -1,17 +1,19 @@
-"""Running totals of the contract's metrics over a set of records, updatable by deltas.
+"""Running totals of the contract's metrics over the records counted so far.
 
-:class:`Aggregates` adds or removes one record's :class:`~exporter.prometheus.series.Contribution`
-in time proportional to the series it touches, never to the archive's size, and renders its
-state as samples. Values are integers (counts, nanoseconds, nano-dollars), so any order of
-additions and removals gives exactly the same totals as a rebuild from scratch.
+:class:`Aggregates` adds one record's :class:`~exporter.prometheus.series.Contribution` in time
+proportional to the series it touches, never to the archive's size, and renders its state as
+metric families. Nothing is ever subtracted: ``serve``'s counters never go down
+(docs/prometheus.md). Values are integers (counts, nanoseconds, nano-dollars), so any order of
+additions gives exactly the same totals, and :meth:`Aggregates.state` /
+:meth:`Aggregates.from_state` carry them exactly across a restart (the ledger keeps them).
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Final, NamedTuple, cast
+from typing import Any, Final, cast
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -27,28 +29,30 @@ from exporter.prometheus.series import (
     Contribution,
     Family,
     LabelValues,
+    SeriesKey,
     bucket_index,
 )
 
-__all__ = ["LE_VALUES", "Aggregates", "Sample", "SeriesKey", "format_value"]
+__all__ = ["LE_VALUES", "STATE_FORMAT", "Aggregates", "SeriesKey"]
 
 # How prometheus_client writes a float (Go's formatting: ``600.0``, ``+Inf``, ``1e+06``).
-format_value: Final = cast(Callable[[float], str], _untyped_float_to_go)
+_format_value: Final = cast(Callable[[float], str], _untyped_float_to_go)
 
 # The ``le`` label values as prometheus_client writes them (``600.0``, ``+Inf``); the archive
 # path, the in-process path and backfill all carry these exact strings.
-LE_VALUES: Final[tuple[str, ...]] = (*(format_value(b) for b in BUCKETS), "+Inf")
+LE_VALUES: Final[tuple[str, ...]] = (*(_format_value(b) for b in BUCKETS), "+Inf")
 
-SeriesKey = tuple[Family, LabelValues]
-
-
-class Sample(NamedTuple):
-    """One exposed sample: full name, label names and values (``le`` last if any), value."""
-
-    name: str
-    label_names: tuple[str, ...]
-    label_values: tuple[str, ...]
-    value: float
+# What a saved state must have been written with to be loaded: this layout's version and the
+# families it refers to (names, kinds, labels, scales) and the buckets. Anything else is a
+# stale state, and the totals are counted again from the records.
+_STATE_VERSION: Final = 1
+STATE_FORMAT: Final = (
+    f"{_STATE_VERSION}-"
+    + hashlib.sha256(
+        repr(([(f.name, f.kind, f.labels, f.scale) for f in FAMILIES], tuple(BUCKETS))).encode()
+    ).hexdigest()[:16]
+)
+_BY_NAME: Final = {f.name: f for f in FAMILIES}
 
 
 @dataclass(slots=True)
@@ -66,52 +70,66 @@ class _Histogram:
 
 
 class Aggregates:
-    """The contract's metrics summed over the records added (and not removed) so far."""
+    """The contract's metrics summed over the records added so far."""
 
     def __init__(self) -> None:
         self.counters: dict[SeriesKey, int] = {}
         self.histograms: dict[SeriesKey, _Histogram] = {}
-        self._gauge_times: dict[SeriesKey, Counter[float]] = {}
-        self._gauge_max: dict[SeriesKey, float] = {}
+        self.gauges: dict[SeriesKey, float] = {}  # the latest time of each timestamp gauge
         self.records = 0
 
-    def apply(self, c: Contribution, sign: int = 1) -> set[SeriesKey]:
-        """Add (``sign=1``) or remove (``-1``) one record; returns the series it touched."""
-        touched: set[SeriesKey] = set()
-        self.records += sign
-        for family, labels, n in c.counters:
-            key = (family, labels)
-            value = self.counters.get(key, 0) + sign * n
-            if value:
-                self.counters[key] = value
-            else:
-                self.counters.pop(key, None)
-            touched.add(key)
-        for family, labels, observed, in_scale in c.observations:
-            key = (family, labels)
-            hist = self.histograms.get(key)
+    def apply(self, c: Contribution) -> None:
+        """Add one record."""
+        self.apply_all((c,))
+
+    def apply_all(self, contributions: Iterable[Contribution]) -> None:
+        """Add many records (the loop of :meth:`apply`, with its lookups bound once)."""
+        counters, histograms, gauges = self.counters, self.histograms, self.gauges
+        get_counter, get_histogram, get_gauge = counters.get, histograms.get, gauges.get
+        n = 0
+        for c in contributions:
+            n += 1
+            for key, amount in c.counters:
+                counters[key] = get_counter(key, 0) + amount
+            for key, observed, in_scale in c.observations:
+                hist = get_histogram(key)
+                if hist is None:
+                    hist = histograms[key] = _Histogram()
+                hist.buckets[bucket_index(observed)] += 1
+                hist.count += 1
+                hist.total += in_scale
+            for key, time in c.gauges:
+                latest = get_gauge(key)
+                if latest is None or time > latest:
+                    gauges[key] = time
+        self.records += n
+
+    def add(self, other: Aggregates) -> None:
+        """Add totals counted apart (another share of the same records' contributions)."""
+        counters, histograms, gauges = self.counters, self.histograms, self.gauges
+        for key, n in other.counters.items():
+            counters[key] = counters.get(key, 0) + n
+        for key, theirs in other.histograms.items():
+            hist = histograms.get(key)
             if hist is None:
-                hist = self.histograms[key] = _Histogram()
-            hist.buckets[bucket_index(observed)] += sign
-            hist.count += sign
-            hist.total += sign * in_scale
-            if hist.count == 0:
-                del self.histograms[key]
-            touched.add(key)
-        for family, labels, time in c.gauges:
-            key = (family, labels)
-            self._apply_gauge(key, time, sign)
-            touched.add(key)
-        return touched
+                hist = histograms[key] = _Histogram()
+            hist.buckets = [a + b for a, b in zip(hist.buckets, theirs.buckets, strict=True)]
+            hist.count += theirs.count
+            hist.total += theirs.total
+        for key, time in other.gauges.items():
+            latest = gauges.get(key)
+            if latest is None or time > latest:
+                gauges[key] = time
+        self.records += other.records
 
     def touch(self, c: Contribution) -> None:
         """Create the counter and histogram series ``c`` would change, at 0, without counting
         it: a series first exposed at 0 lets ``increase()`` see its first increment."""
-        for family, labels, _ in c.counters:
-            self.counters.setdefault((family, labels), 0)
-        for family, labels, _, _ in c.observations:
-            if (family, labels) not in self.histograms:
-                self.histograms[(family, labels)] = _Histogram()
+        for key, _ in c.counters:
+            self.counters.setdefault(key, 0)
+        for key, _, _ in c.observations:
+            if key not in self.histograms:
+                self.histograms[key] = _Histogram()
 
     def has(self, key: SeriesKey) -> bool:
         """Whether the counter or histogram series ``key`` exists (maybe at 0)."""
@@ -119,61 +137,27 @@ class Aggregates:
 
     def series_keys(self, c: Contribution) -> Iterator[SeriesKey]:
         """The counter and histogram series ``c`` changes."""
-        for family, labels, _ in c.counters:
-            yield family, labels
-        for family, labels, _, _ in c.observations:
-            yield family, labels
-
-    def _apply_gauge(self, key: SeriesKey, time: float, sign: int) -> None:
-        times = self._gauge_times.setdefault(key, Counter())
-        times[time] += sign
-        if sign > 0:
-            if time > self._gauge_max.get(key, float("-inf")):
-                self._gauge_max[key] = time
-            return
-        if times[time] <= 0:
-            del times[time]
-        if not times:
-            del self._gauge_times[key]
-            self._gauge_max.pop(key, None)
-        elif self._gauge_max.get(key) == time and time not in times:
-            self._gauge_max[key] = max(times)  # only when the latest one was removed
-
-    def gauge(self, key: SeriesKey) -> float | None:
-        return self._gauge_max.get(key)
+        for key, _ in c.counters:
+            yield key
+        for key, _, _ in c.observations:
+            yield key
 
     def keys(self) -> Iterator[SeriesKey]:
         """Every series that currently has a value."""
         yield from self.counters
         yield from self.histograms
-        yield from self._gauge_max
+        yield from self.gauges
 
-    def samples(self, key: SeriesKey) -> list[Sample]:
-        """The samples of one series now: one for a counter or gauge, all parts of a histogram.
-
-        Empty when the series has no value (every record that made it was removed).
-        """
-        family, labels = key
-        names = family.labels
-        if family.kind == "counter":
-            n = self.counters.get(key)
-            if n is None:
-                return []
-            return [Sample(family.name + "_total", names, labels, _scaled(n, family.scale))]
-        if family.kind == "gauge":
-            latest = self._gauge_max.get(key)
-            return [] if latest is None else [Sample(family.name, names, labels, latest)]
-        hist = self.histograms.get(key)
-        if hist is None:
-            return []
-        with_le = (*names, "le")
-        out = [
-            Sample(family.name + "_bucket", with_le, (*labels, le), float(n))
-            for le, n in zip(LE_VALUES, hist.cumulative(), strict=True)
-        ]
-        out.append(Sample(family.name + "_count", names, labels, float(hist.count)))
-        out.append(Sample(family.name + "_sum", names, labels, _scaled(hist.total, family.scale)))
-        return out
+    def copy(self) -> Aggregates:
+        """An independent copy (the totals are a few hundred series)."""
+        other = Aggregates()
+        other.counters = dict(self.counters)
+        other.histograms = {
+            k: _Histogram(list(h.buckets), h.count, h.total) for k, h in self.histograms.items()
+        }
+        other.gauges = dict(self.gauges)
+        other.records = self.records
+        return other
 
     def metric_families(self) -> list[Metric]:
         """The current state as prometheus_client metric families, series sorted by labels."""
@@ -202,14 +186,43 @@ class Aggregates:
                 metric.add_metric(list(labels), value)
             else:
                 assert isinstance(metric, GaugeMetricFamily)
-                metric.add_metric(list(labels), self._gauge_max[(family, labels)])
+                metric.add_metric(list(labels), self.gauges[(family, labels)])
         return list(built.values())
 
+    # -- persistence -----------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """The totals as plain JSON data (exact: integers, and gauge times as floats)."""
+        return {
+            "format": STATE_FORMAT,
+            "records": self.records,
+            "counters": [[f.name, list(labels), n] for (f, labels), n in self.counters.items()],
+            "histograms": [
+                [f.name, list(labels), h.buckets, h.count, h.total]
+                for (f, labels), h in self.histograms.items()
+            ],
+            "gauges": [[f.name, list(labels), t] for (f, labels), t in self.gauges.items()],
+        }
+
     @classmethod
-    def of(cls, contributions: Iterable[Contribution]) -> Aggregates:
+    def from_state(cls, state: dict[str, Any]) -> Aggregates | None:
+        """The totals :meth:`state` returned; None if ``state`` is of another format."""
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            return None
         built = cls()
-        for c in contributions:
-            built.apply(c)
+        try:
+            built.records = int(state["records"])
+            for name, labels, n in state["counters"]:
+                built.counters[(_BY_NAME[name], tuple(labels))] = int(n)
+            for name, labels, buckets, count, total in state["histograms"]:
+                if len(buckets) != len(BUCKETS) + 1:
+                    return None
+                hist = _Histogram([int(b) for b in buckets], int(count), int(total))
+                built.histograms[(_BY_NAME[name], tuple(labels))] = hist
+            for name, labels, time in state["gauges"]:
+                built.gauges[(_BY_NAME[name], tuple(labels))] = float(time)
+        except (KeyError, TypeError, ValueError):
+            return None
         return built
 
 

@@ -135,10 +135,10 @@ class _History:
 
     def declare(self, c: Contribution) -> None:
         """First pass: note the ratio lines of ``c``'s operation, so all start together."""
-        for family, labels, _ in c.counters:
+        for (family, labels), _ in c.counters:
             if family in _RATIO_FAMILIES:
                 self._ratio_key(labels[0], (family, labels, ""))
-        for family, labels, _, _ in c.observations:
+        for (family, labels), _, _ in c.observations:
             if family is DURATION:
                 self._ratio_key(labels[0], (family, labels, "count"))
                 self._ratio_key(labels[0], (family, labels, "sum"))
@@ -170,11 +170,11 @@ class _History:
         """Count every contribution of ``batch`` (all ending at ``t`` ms)."""
         changed: dict[_LineKey, float] = {}
         for c in batch:
-            for family, labels, n in c.counters:
+            for (family, labels), n in c.counters:
                 self._add(changed, (family, labels, ""), n)
-            for family, labels, observed, in_scale in c.observations:
+            for (family, labels), observed, in_scale in c.observations:
                 self._observe(changed, family, labels, (observed, in_scale))
-            for family, labels, when in c.gauges:
+            for (family, labels), when in c.gauges:
                 gauge: _LineKey = (family, labels, "")
                 line = self._line(gauge)
                 if when > changed.get(gauge, line.value if line.times else -math.inf):
@@ -183,7 +183,7 @@ class _History:
         for key, value in changed.items():
             lines[key].sample(t, value, hold=key[0].kind != "gauge")
         # every contribution's first counter is its run (OPERATIONS), labelled operation first
-        for operation in {c.counters[0][1][0] for c in batch}:
+        for operation in {c.counters[0][0][1][0] for c in batch}:
             for key in self._ratio_lines[operation]:
                 if key not in changed:
                     line = lines[key]

@@ -1,19 +1,23 @@
 """A prometheus_client collector over the archive, kept up to date incrementally.
 
-:class:`ArchiveCollector` loads every record summary from the archive index once (cold start),
-then on each scrape asks the index what changed (cheap while the archive directory's mtime is
-unchanged) and applies only the added and removed records to its running totals. A scrape
-therefore costs the number of series, not the number of records, and a new record shows at the
-next scrape. :meth:`ArchiveCollector.rescan` stats every file to catch records rewritten in
-place; ``serve`` calls it from a background thread.
+:class:`ArchiveCollector` starts from the totals the ledger saved (a restart) or counts the
+records once (a cold start: the summaries the index's first build returned, with cyclic garbage
+collection paused), then on each scrape asks the index what changed (cheap while the archive
+directory's mtime is unchanged) and adds only the records first seen. A scrape therefore costs
+the number of series, not the number of records, and a new record shows at the next scrape.
+:meth:`ArchiveCollector.rescan` stats every file to catch records rewritten in place; ``serve``
+calls it from a background thread. :meth:`ArchiveCollector.collect_parts` tells the exposition
+(:mod:`exporter.prometheus.exposition`) when the families changed, so that ``/metrics``
+renders them once per change rather than at every scrape.
 
 Invalid files are skipped: the index logs each once, and ``batch_metrics_exporter_invalid_records``
 counts them, together with valid records whose figures cannot be counted (a duration too large
 for any clock). A failing scan (archive unreadable, say) keeps the last complete figures, logs,
 and increments ``batch_metrics_exporter_scan_errors_total``: a scrape never fails because of the
-archive. An update is all or nothing: one that fails half-way applies none of its changes, and
-the next one recounts from scratch. ``batch_metrics_exporter_last_scan_timestamp_seconds`` is
-the time of the last successful scan, the time of the figures served.
+archive. An update is all or nothing: its ledger transaction (decisions, corrections, totals)
+is rolled back if it fails half-way, and the next update starts again from the ledger.
+``batch_metrics_exporter_last_scan_timestamp_seconds`` is the time of the last successful
+scan, the time of the figures served.
 
 Every bounded series (operation x outcome, :data:`~exporter.prometheus.series.ZERO_SERIES`) is
 exposed from the start, at zero until a record adds to it, so that ``increase()`` in the alert
@@ -23,20 +27,26 @@ Counters never go down (docs/prometheus.md, "Counters never go down"): a record 
 once, when first seen, and stays counted when its file is removed or rewritten; such records
 are counted in ``batch_metrics_exporter_corrections_total{kind}``, and the archive (``trends``)
 has the corrected figures. The archive's :class:`~exporter.index.ledger.Ledger` keeps which
-records were counted (and, for removed or rewritten ones, what they counted), so a restart
-gives the same counters. With ``live_only`` (the stacks) only records that end after the
-ledger's cut-over and arrive on time are counted: the rest is history, for ``backfill
---missing``, counted in ``batch_metrics_exporter_late_records_total`` when first seen after
-the cut-over. After the first load, a record that creates a series beyond the bounded ones is
-held back one scrape while that series is exposed at 0 (``increase()`` ignores a first sample).
+records were counted (and, for removed or rewritten ones, what they counted) and the totals
+they add up to, written in the same transaction, so a restart gives the same counters without
+counting again: it counts only the live records the totals lack (decided by ``backfill
+--missing`` meanwhile) and the records the ledger never decided (a crash between the index's
+commit and the ledger's). Without saved totals (an older ledger, another layout of the
+families) every live record is counted again. With ``live_only`` (the stacks) only records
+that end after the ledger's cut-over and arrive on time are counted: the rest is history, for
+``backfill --missing``, counted in ``batch_metrics_exporter_late_records_total`` when first
+seen after the cut-over. After the first load, a record that creates a series beyond the
+bounded ones is held back one scrape while that series is exposed at 0 (``increase()``
+ignores a first sample).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.core import (
@@ -47,15 +57,20 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from exporter.index.ledger import Decision, Ledger, counts_live
+from exporter.index.ledger import Ledger, LedgerWrite, counts_live
+from exporter.index.parsing import gc_paused
 from exporter.index.store import ArchiveIndex, RecordSummary, RefreshResult
 from exporter.prometheus.aggregates import LE_VALUES, Aggregates, SeriesKey
+from exporter.prometheus.counting import count
+from exporter.prometheus.exposition import Parts
 from exporter.prometheus.series import ZERO_SERIES, Contribution, contributions
 from instrumentation import contract
 
 __all__ = ["ArchiveCollector", "ScanStatus"]
 
 _log = logging.getLogger(__name__)
+
+_CORRECTIONS = ("removed", "rewritten")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +94,9 @@ class ArchiveCollector(Collector):
         self.index = index
         self.ledger = ledger if ledger is not None else Ledger(None)
         self.live_only = live_only
-        self._decided: dict[str, bool] = {}  # record name -> counted live (else history)
         self._cutover = float("-inf")
         self._corrections = {
-            kind: self.ledger.counter(f"corrections_{kind}") for kind in ("removed", "rewritten")
+            kind: self.ledger.counter(f"corrections_{kind}") for kind in _CORRECTIONS
         }
         self._late = self.ledger.counter("late_records")
         self._archive_records = 0
@@ -91,10 +105,11 @@ class ArchiveCollector(Collector):
         self._pending: list[Contribution] = []  # waiting for their zero series to be scraped
         self._ripe: list[Contribution] = []  # their zero series were scraped: count them now
         self._lock = threading.Lock()
-        # None: to be counted from scratch at the next update (cold start, or an update that
+        # None: to be loaded from the ledger at the next update (start, or an update that
         # failed half-way: the index has moved on, so the deltas it gave are lost)
         self._aggregates: Aggregates | None = None
-        self._families: list[Metric] | None = None  # the last complete figures, served as is
+        self._families: Sequence[Metric] = ()  # the last complete figures, served as is
+        self._version = 0  # changes whenever _families does
         self._invalid = 0
         self._unusable: dict[str, str] = {}  # valid records whose figures cannot be counted
         self._scan_errors = 0
@@ -123,14 +138,20 @@ class ArchiveCollector(Collector):
         started = time.perf_counter()
         try:
             if self._aggregates is None:
-                self._load_cold()
+                self._load(self.index.refresh(full=full))
             else:
                 if self._ripe:
-                    for c in self._ripe:
-                        self._aggregates.apply(c)
+                    self._aggregates.apply_all(self._ripe)
                     self._ripe.clear()
-                    self._families = _render(self._aggregates)
-                self._apply(self.index.refresh(full=full))
+                    self._publish(self._aggregates)
+                result = self.index.refresh(full=full)
+                if result.reset:  # the index changed under us: the ledger says what was counted
+                    _log.info(
+                        "index of %s changed by another process: rechecking", self.index.archive
+                    )
+                    self._load(result)
+                else:
+                    self._apply(result)
         except Exception as exc:  # keep serving the last complete figures
             self._scan_errors += 1
             reason = f"{type(exc).__name__}: {exc}"
@@ -161,6 +182,10 @@ class ArchiveCollector(Collector):
         """Like :meth:`update`, but also re-read files rewritten in place (stats every file)."""
         return self.update(full=True)
 
+    def _publish(self, aggregates: Aggregates) -> None:
+        self._families = _render(aggregates)
+        self._version += 1
+
     def _contribution(self, s: RecordSummary, unusable: dict[str, str]) -> Contribution | None:
         try:
             return contributions(s)
@@ -169,77 +194,147 @@ class ArchiveCollector(Collector):
             unusable[s.file] = str(exc)
             return None
 
-    def _load_cold(self) -> None:
-        """Count from scratch; the collector's state changes only at the end.
+    def _load(self, result: RefreshResult) -> None:
+        """Start from the totals saved in the ledger (or count every live record when there
+        are none), then count what they lack; the collector's state changes only at the end.
 
         serve's own index still holds what was counted last time: a record removed or
         rewritten since comes back in ``removed`` with the figures it was counted with.
         """
         self._aggregates = None  # until this succeeds, the next update starts over
-        self._loaded = False  # a count from scratch holds nothing back, as a restart
+        self._loaded = False  # a load holds nothing back, as a restart
         self._pending.clear()
         self._ripe.clear()
         self._fresh.clear()
-        result = self.index.refresh()
         now = time.time()
-        if self.live_only:
-            self._cutover = self.ledger.cutover(now)
-        self._decided = self.ledger.decided()
-        self._correct(result)
-        tombstones = self.ledger.tombstones()
-        unusable: dict[str, str] = {}
-        built = Aggregates()
-        counted = list(tombstones.values())
-        live = {n for n, is_live in self._decided.items() if is_live and n not in tombstones}
-        if live:
-            counted += [s for s in self.index.summaries() if s.file in live]
-        for summary in counted:
-            c = self._contribution(summary, unusable)
-            if c is not None:
-                built.apply(c)
-        self._decide_undecided(built, unusable, now)
-        families = _render(built)
-        self._aggregates, self._families, self._unusable = built, families, unusable
+        with gc_paused(), self.ledger.write() as tx:
+            found = _Found(self.index, result.added)  # a bulk load's are read back here
+            cutover = tx.cutover(now) if self.live_only else self._cutover
+            corrections = self._correct(tx, result)
+            saved = _load_totals(tx.totals())
+            unusable: dict[str, str]
+            if saved is None:  # none, or of another layout: count every live record again
+                built, unusable = Aggregates(), {}
+                recount = tx.live_names()
+            else:
+                built, unusable = saved
+                recount = tx.live_names(uncounted=True)  # decided live by another process
+            tombstones = tx.tombstones() if recount else {}
+            decided = tx.names()
+            if not decided and len(found.names) == len(self.index):
+                in_index = found.names  # a first start: this refresh brought every record
+            else:
+                in_index = self._index_names()
+            live, history = self._decide(in_index - decided, found, now, cutover)
+            wanted = (set(recount) & in_index | live) - tombstones.keys()
+            counting = [tombstones[n] for n in recount if n in tombstones]
+            counting += found.summaries(wanted)
+            for name, why in count(counting, built).items():
+                _log.warning("not counting %s: %s", self.index.archive / name, why)
+                unusable[name] = why
+            del counting  # gone before collections resume: they would walk all of it
+            tx.decide(live, history, first_seen=now, counted=True)
+            tx.mark_counted(None if saved is None else recount)
+            late = self._late_after(tx, history, now, cutover)
+            unusable = {n: why for n, why in unusable.items() if n in in_index}
+            tx.save_totals(_dump_totals(built, unusable))
+        self._cutover, self._corrections, self._late = cutover, corrections, late
+        self._aggregates, self._unusable = built, unusable
+        self._publish(built)
+        self._archive_records = len(in_index)
         self._invalid = len(result.invalid) + len(unusable)
         self._loaded = True
 
-    def _correct(self, result: RefreshResult) -> None:
-        """Keep what removed or rewritten live records were counted as; count the corrections."""
-        re_added = {s.file for s in result.added}
-        buried = [gone for gone in result.removed if self._decided.get(gone.file)]
-        for gone in buried:
-            kind = "rewritten" if gone.file in re_added else "removed"
-            self._corrections[kind] = self.ledger.add(f"corrections_{kind}", 1)
-        if buried:
-            self.ledger.bury(buried)
+    def _index_names(self) -> set[str]:
+        """The names of every valid record in the index."""
+        names = {name for (name,) in self.index.select("SELECT name FROM files")}
+        return names - self.index.invalid_files().keys()  # a covering scan, minus a few
 
-    def _decide_undecided(self, built: Aggregates, unusable: dict[str, str], now: float) -> None:
-        """Decide, and count if live, every valid record the ledger has not seen yet."""
-        self._archive_records = len(self.index)
-        if not self.live_only:
-            new = [s for s in self.index.summaries() if s.file not in self._decided]
-            self._count(built, unusable, new, [], now)
-            return
-        ends = {n: e for n, e in self.index.end_times().items() if n not in self._decided}
-        live = {name for name, end in ends.items() if counts_live(end, now, self._cutover)}
-        summaries = [s for s in self.index.summaries() if s.file in live] if live else []
-        self._count(built, unusable, summaries, [n for n in ends if n not in live], now)
+    def _decide(
+        self, names: set[str], found: _Found, now: float, cutover: float
+    ) -> tuple[set[str], list[str]]:
+        """Which of the undecided ``names`` the live scrape counts, and which are history."""
+        if not self.live_only or not names:
+            return names, []
+        ends = found.ends(names)
+        live = {n for n, end in ends.items() if counts_live(end, now, cutover)}
+        return live, [n for n in ends if n not in live]
+
+    def _late_after(
+        self, tx: LedgerWrite, history: Sequence[str], now: float, cutover: float
+    ) -> int:
+        """The late-records counter, with ``history`` added if first seen after the cut-over."""
+        if history and now > cutover:
+            return tx.add("late_records", len(history))
+        return self._late
+
+    def _correct(self, tx: LedgerWrite, result: RefreshResult) -> dict[str, int]:
+        """Keep what removed or rewritten live records were counted as; count the corrections."""
+        corrections = dict(self._corrections)
+        if not result.removed:
+            return corrections
+        known = tx.decisions([gone.file for gone in result.removed])
+        buried = [gone for gone in result.removed if gone.file in known and known[gone.file].live]
+        re_added = {s.file for s in result.added}
+        for kind in _CORRECTIONS:
+            n = sum((gone.file in re_added) == (kind == "rewritten") for gone in buried)
+            if n:
+                corrections[kind] = tx.add(f"corrections_{kind}", n)
+        if buried:
+            tx.bury(buried)
+        return corrections
+
+    def _apply(self, result: RefreshResult) -> None:
+        """Count the records first seen since the last update (nothing is ever subtracted)."""
+        aggregates = self._aggregates
+        assert aggregates is not None
+        unusable = dict(self._unusable)
+        for gone in result.removed:
+            unusable.pop(gone.file, None)
+        if result.added or result.removed:
+            now = time.time()
+            # Should anything below fail, the totals are loaded from the ledger at the next
+            # update (where the failed transaction left nothing), and until then the last
+            # complete figures are served.
+            self._aggregates = None
+            with self.ledger.write() as tx:
+                corrections = self._correct(tx, result)
+                known = tx.decisions([s.file for s in result.added])
+                new = [s for s in result.added if s.file not in known]
+                # decided live by another process (backfill --missing) but not counted here yet
+                adopted = [
+                    s
+                    for s in result.added
+                    if (d := known.get(s.file)) is not None and d.live and not d.counted
+                ]
+                live = [s for s in new if self._counts_live(s.end_timestamp, now)]
+                names = {s.file for s in live}
+                history = [s.file for s in new if s.file not in names]
+                counted = self._count(aggregates, unusable, [*adopted, *live])
+                tx.decide([s.file for s in live], history, first_seen=now, counted=True)
+                if adopted:
+                    tx.mark_counted([s.file for s in adopted])
+                late = self._late_after(tx, history, now, self._cutover)
+                if live or adopted:
+                    tx.save_totals(_dump_totals(aggregates, unusable, self._pending))
+            self._corrections, self._late, self._aggregates = corrections, late, aggregates
+            if counted:
+                self._publish(aggregates)
+            self._archive_records += len(result.added) - len(result.removed)
+        self._unusable = unusable
+        self._invalid = len(result.invalid) + len(unusable)
 
     def _count(
-        self,
-        aggregates: Aggregates,
-        unusable: dict[str, str],
-        live: list[RecordSummary],
-        history: list[str],
-        now: float,
-    ) -> None:
-        """Count ``live`` records; note ``history`` as left to backfill."""
-        decisions = [Decision(n, False, now, None) for n in history]
+        self, aggregates: Aggregates, unusable: dict[str, str], live: list[RecordSummary]
+    ) -> bool:
+        """Count ``live`` records, holding back those that make a new series; returns whether
+        the exposed figures changed."""
+        changed = False
         for summary in live:
             c = self._contribution(summary, unusable)
             if c is None:
                 continue
-            decisions.append(Decision(summary.file, True, now, None))
+            changed = True
             keys = list(aggregates.series_keys(c))
             if self._loaded and any(k in self._fresh or not aggregates.has(k) for k in keys):
                 aggregates.touch(c)  # a new series: exposed at 0 first, counted a scrape later
@@ -247,73 +342,87 @@ class ArchiveCollector(Collector):
                 self._pending.append(c)
             else:
                 aggregates.apply(c)
-        self.ledger.decide(decisions)
-        self._decided.update((d.name, d.live) for d in decisions)
-        if history and now > self._cutover:  # first seen after the cut-over: late
-            self._late = self.ledger.add("late_records", len(history))
-
-    def _apply(self, result: RefreshResult) -> None:
-        """Count the records first seen since the last update (nothing is ever subtracted)."""
-        now = time.time()
-        aggregates = self._aggregates
-        assert aggregates is not None
-        unusable = dict(self._unusable)
-        for gone in result.removed:
-            unusable.pop(gone.file, None)
-        self._correct(result)
-        if result.reset:  # the index changed under us: look for what is new
-            _log.info("index of %s changed by another process: rechecking", self.index.archive)
-        new = [s for s in result.added if s.file not in self._decided]
-        if new or result.reset:
-            # Should anything below fail, the totals are recounted from the ledger at the next
-            # update, and until then the last complete figures are served.
-            self._aggregates = None
-            if self._families is None:
-                self._families = _render(aggregates)
-            if result.reset:
-                self._decide_undecided(aggregates, unusable, now)
-            else:
-                live = [s for s in new if self._counts_live(s.end_timestamp, now)]
-                names = {s.file for s in live}
-                history = [s.file for s in new if s.file not in names]
-                self._count(aggregates, unusable, live, history, now)
-            self._aggregates, self._families = aggregates, _render(aggregates)
-        if not result.reset:
-            self._archive_records += len(result.added) - len(result.removed)
-        self._unusable = unusable
-        self._invalid = len(result.invalid) + len(unusable)
+        return changed
 
     def _counts_live(self, end: float, now: float) -> bool:
         return not self.live_only or counts_live(end, now, self._cutover)
 
     # -- exposing ------------------------------------------------------------------------
 
-    def collect(self) -> Iterator[Metric]:
-        """Update from the archive, then yield the contract's families and self-metrics."""
+    def collect_parts(self) -> Parts:
+        """Update from the archive; the contract's families (which change only when records
+        are counted, with :attr:`Parts.version`) and this scrape's self-metrics."""
         status = self.update()
         with self._lock:
-            families = list(self._families or ())
+            families, version = self._families, self._version
             scan_errors = self._scan_errors
             corrections = dict(self._corrections)
             late = self._late
             self._ripe.extend(self._pending)  # their zero series are in this scrape
             self._pending.clear()
             self._fresh.clear()
-        yield from families
-        yield from _self_metrics(status, scan_errors)
-        corrected = CounterMetricFamily(
-            contract.EXPORTER_CORRECTIONS.prometheus_base,
-            contract.EXPORTER_CORRECTIONS.help,
-            labels=contract.EXPORTER_CORRECTIONS.labels,
-        )
-        for kind, n in sorted(corrections.items()):
-            corrected.add_metric([kind], n)
-        yield corrected
-        yield CounterMetricFamily(
-            contract.EXPORTER_LATE_RECORDS.prometheus_base,
-            contract.EXPORTER_LATE_RECORDS.help,
-            value=late,
-        )
+        current = list(_self_metrics(status, scan_errors, corrections, late))
+        return Parts(version, families, current)
+
+    def collect(self) -> Iterator[Metric]:
+        """Update from the archive, then yield the contract's families and self-metrics."""
+        parts = self.collect_parts()
+        yield from parts.stable
+        yield from parts.current
+
+    def describe(self) -> Iterator[Metric]:
+        """The families :meth:`collect` yields, without looking at the archive (a registry
+        learns the names from this, for ``name[]`` filtering and duplicate checks)."""
+        yield from _render(Aggregates())
+        yield from _self_metrics(self.status, 0, {}, 0)
+
+
+class _Found:
+    """The summaries a refresh returned, by name; for others, the index is read (only after a
+    failed update or a change by another process: then the ledger lacks what the index has)."""
+
+    def __init__(self, index: ArchiveIndex, added: Sequence[RecordSummary]) -> None:
+        self.index = index
+        self.added = added
+        self.names = {s.file for s in added}
+
+    def summaries(self, names: set[str]) -> list[RecordSummary]:
+        if names == self.names:
+            return list(self.added)
+        if names <= self.names:
+            return [s for s in self.added if s.file in names]
+        return [s for s in self.index.summaries() if s.file in names]
+
+    def ends(self, names: set[str]) -> dict[str, float]:
+        """The end time of each of ``names`` (the window rule's time)."""
+        if names <= self.names:
+            return {s.file: s.end_timestamp for s in self.added if s.file in names}
+        return {n: end for n, end in self.index.end_times().items() if n in names}
+
+
+def _dump_totals(
+    aggregates: Aggregates, unusable: dict[str, str], pending: Sequence[Contribution] = ()
+) -> str:
+    """What the ledger keeps of the totals: counted so far, including those held back."""
+    if pending:
+        aggregates = aggregates.copy()
+        aggregates.apply_all(pending)
+    return json.dumps(
+        {"aggregates": aggregates.state(), "unusable": unusable}, separators=(",", ":")
+    )
+
+
+def _load_totals(text: str | None) -> tuple[Aggregates, dict[str, str]] | None:
+    """The totals :func:`_dump_totals` saved; None if none or of another layout."""
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+        loaded = Aggregates.from_state(data["aggregates"])
+        unusable = {str(n): str(why) for n, why in data["unusable"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return None if loaded is None else (loaded, unusable)
 
 
 def _render(aggregates: Aggregates) -> list[Metric]:
@@ -334,7 +443,9 @@ def _render(aggregates: Aggregates) -> list[Metric]:
     return families
 
 
-def _self_metrics(status: ScanStatus, scan_errors: int) -> Iterator[Metric]:
+def _self_metrics(
+    status: ScanStatus, scan_errors: int, corrections: dict[str, int], late: int
+) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         contract.EXPORTER_RECORDS.prometheus_base,
         contract.EXPORTER_RECORDS.help,
@@ -359,4 +470,17 @@ def _self_metrics(status: ScanStatus, scan_errors: int) -> Iterator[Metric]:
         contract.EXPORTER_SCAN_ERRORS.prometheus_base,
         contract.EXPORTER_SCAN_ERRORS.help,
         value=scan_errors,
+    )
+    corrected = CounterMetricFamily(
+        contract.EXPORTER_CORRECTIONS.prometheus_base,
+        contract.EXPORTER_CORRECTIONS.help,
+        labels=contract.EXPORTER_CORRECTIONS.labels,
+    )
+    for kind, n in sorted(corrections.items()):
+        corrected.add_metric([kind], n)
+    yield corrected
+    yield CounterMetricFamily(
+        contract.EXPORTER_LATE_RECORDS.prometheus_base,
+        contract.EXPORTER_LATE_RECORDS.help,
+        value=late,
     )

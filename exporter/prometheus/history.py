@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from exporter.index.ledger import Decision, Ledger, counts_live
+from exporter.index.ledger import Ledger, counts_live
 from exporter.index.store import ArchiveIndex
 from exporter.index.summary import RecordSummary
 from exporter.prometheus.backfill import BackfillStats, write_openmetrics
@@ -64,34 +64,36 @@ def missing_history(
 ) -> tuple[list[RecordSummary], int]:
     """History records not loaded yet (deciding records never seen), and how many are live.
 
-    A record pending in a load whose id ``marker`` holds is recorded as loaded for good.
+    A record pending in a load whose id ``marker`` holds is recorded as loaded for good. The
+    ledger is read and written in one transaction, so a record a running ``serve`` decides
+    meanwhile is either seen decided here or decided by this call, never both.
     """
-    cutover = ledger.cutover(now)
-    decided = ledger.decided()
-    loads = ledger.history_to_load()
+    summaries = index.summaries()
     confirmed = _marker_id(marker)
-    if confirmed is not None:
-        done = [name for name, load in loads.items() if load == _PENDING + confirmed]
-        ledger.mark_loaded(done, f"file:{confirmed}")
-        loads.update((name, f"file:{confirmed}") for name in done)
-    missing: list[RecordSummary] = []
-    decisions: list[Decision] = []
-    live = 0
-    for summary in index.summaries():
-        name = summary.file
-        if name in decided:
-            load = loads.get(name)
-            if not decided[name] and (load is None or load.startswith(_PENDING)):
+    with ledger.write() as tx:
+        cutover = tx.cutover(now)
+        decided = tx.decided()
+        loads = tx.history_to_load()
+        if confirmed is not None:
+            done = [name for name, load in loads.items() if load == _PENDING + confirmed]
+            tx.mark_loaded(done, f"file:{confirmed}")
+            loads.update((name, f"file:{confirmed}") for name in done)
+        missing: list[RecordSummary] = []
+        live: list[str] = []
+        history: list[str] = []
+        for summary in summaries:
+            name = summary.file
+            if name in decided:
+                load = loads.get(name)
+                if not decided[name] and (load is None or load.startswith(_PENDING)):
+                    missing.append(summary)
+            elif counts_live(summary.end_timestamp, now, cutover):
+                live.append(name)
+            else:
+                history.append(name)
                 missing.append(summary)
-            continue
-        if counts_live(summary.end_timestamp, now, cutover):
-            decisions.append(Decision(name, True, now, summary))
-            live += 1
-        else:
-            decisions.append(Decision(name, False, now, None))
-            missing.append(summary)
-    ledger.decide(decisions)
-    return missing, live
+        tx.decide(live, history, first_seen=now)
+    return missing, len(live)
 
 
 def load_missing(

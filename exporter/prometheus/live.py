@@ -149,8 +149,13 @@ class HeartbeatCollector(Collector):
         self.abandon_after = abandon_after
 
     def collect(self) -> Iterator[Metric]:
-        found = scan_running_tasks(self.orchestration)
-        now = self._clock()
+        return self._families(scan_running_tasks(self.orchestration), self._clock())
+
+    def describe(self) -> Iterator[Metric]:
+        """The families :meth:`collect` yields, without reading the heartbeats."""
+        return self._families([], 0.0)
+
+    def _families(self, found: list[RunningTask], now: float) -> Iterator[Metric]:
         tasks = [t for t in found if now - t.last_update <= self.abandon_after]
         abandoned: dict[str, int] = {}
         for t in found:

@@ -30,9 +30,8 @@ from __future__ import annotations
 import itertools
 import math
 from bisect import bisect_left
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 from exporter.index.store import RecordSummary
 from instrumentation import contract
@@ -56,6 +55,7 @@ __all__ = [
     "ZERO_SERIES",
     "Contribution",
     "Family",
+    "SeriesKey",
     "bucket_index",
     "contributions",
     "operation_outcome",
@@ -70,6 +70,7 @@ UNKNOWN: Final = contract.UNKNOWN
 NANO: Final = 1_000_000_000
 BUCKETS: Final = sc.DURATION_BUCKETS
 _LATEST_TIME: Final = 253402300800.0  # 10000-01-01T00:00:00Z
+_MAX_LABEL: Final = sc.MAX_LABEL_LENGTH  # characters kept of a model or error type
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -167,23 +168,24 @@ def bucket_index(value: float) -> int:
     return bisect_left(BUCKETS, value)
 
 
-def _label(value: str) -> str:
-    return value[: sc.MAX_LABEL_LENGTH]
+# One series: its family and label values.
+SeriesKey = tuple[Family, LabelValues]
 
 
-@dataclass(frozen=True, slots=True)
-class Contribution:
+class Contribution(NamedTuple):
     """What one record adds: counter increments, histogram observations, gauge candidates.
 
-    Counter increments are integers in the family's ``scale``; an observation carries its value
-    and that value in the family's scale; gauge values are the completion time, of which each
-    series keeps the maximum.
+    Each entry starts with its series key, built once here: counting a large archive adds
+    millions of entries, and the key is what the totals are looked up by. Counter increments
+    are integers in the family's ``scale``; an observation carries its value and that value in
+    the family's scale; gauge values are the completion time, of which each series keeps the
+    maximum.
     """
 
     time: float
-    counters: tuple[tuple[Family, LabelValues, int], ...]
-    observations: tuple[tuple[Family, LabelValues, float, int], ...]
-    gauges: tuple[tuple[Family, LabelValues, float], ...]
+    counters: tuple[tuple[SeriesKey, int], ...]
+    observations: tuple[tuple[SeriesKey, float, int], ...]
+    gauges: tuple[tuple[SeriesKey, float], ...]
 
 
 def scaled(value: float, scale: int) -> int:
@@ -194,51 +196,42 @@ def scaled(value: float, scale: int) -> int:
     return round(product)
 
 
-def _items(s: RecordSummary) -> Iterator[tuple[Family, LabelValues, int]]:
-    counts = (
-        ("success", s.success_count or 0),
-        ("failure", s.failure_count or 0),
-        ("partial", s.partial_count or 0),
-    )
-    for item_outcome, n in counts:
-        if n:
-            yield ITEMS, (s.operation, item_outcome), n
-    unaccounted = (s.total_items or 0) - sum(n for _, n in counts)
+def _items(s: RecordSummary, out: list[tuple[SeriesKey, int]]) -> None:
+    op = s.operation
+    success = s.success_count or 0
+    failure = s.failure_count or 0
+    partial = s.partial_count or 0
+    if success:
+        out.append(((ITEMS, (op, "success")), success))
+    if failure:
+        out.append(((ITEMS, (op, "failure")), failure))
+    if partial:
+        out.append(((ITEMS, (op, "partial")), partial))
+    unaccounted = (s.total_items or 0) - success - failure - partial
     if unaccounted > 0:
-        yield ITEMS, (s.operation, UNKNOWN), unaccounted
+        out.append(((ITEMS, (op, UNKNOWN)), unaccounted))
 
 
-def _usage(s: RecordSummary) -> Iterator[tuple[Family, LabelValues, int]]:
+def _usage(s: RecordSummary, out: list[tuple[SeriesKey, int]]) -> None:
     op = s.operation
     if not s.models:  # totals only: the model is not known
-        for token_type, maybe in (("input", s.input_tokens), ("output", s.output_tokens)):
-            if maybe:
-                yield TOKENS, (op, token_type, UNKNOWN), maybe
+        if s.input_tokens:
+            out.append(((TOKENS, (op, "input", UNKNOWN)), s.input_tokens))
+        if s.output_tokens:
+            out.append(((TOKENS, (op, "output", UNKNOWN)), s.output_tokens))
         if s.estimated_cost:
-            yield COST, (op, UNKNOWN), scaled(s.estimated_cost, NANO)
+            out.append(((COST, (op, UNKNOWN)), scaled(s.estimated_cost, COST.scale)))
         return
     for m in s.models:
-        model = _label(m.model)
-        for token_type, n in (
-            ("input", m.input_tokens),
-            ("output", m.output_tokens),
-            ("cache_read", m.cache_read_tokens),
-        ):
-            if n:
-                yield TOKENS, (op, token_type, model), n
+        model = m.model[:_MAX_LABEL]
+        if m.input_tokens:
+            out.append(((TOKENS, (op, "input", model)), m.input_tokens))
+        if m.output_tokens:
+            out.append(((TOKENS, (op, "output", model)), m.output_tokens))
+        if m.cache_read_tokens:
+            out.append(((TOKENS, (op, "cache_read", model)), m.cache_read_tokens))
         if m.cost_usd:
-            yield COST, (op, model), round(m.cost_usd * NANO)
-
-
-def _counters(s: RecordSummary, outcome: str) -> Iterator[tuple[Family, LabelValues, int]]:
-    yield OPERATIONS, (s.operation, outcome), 1
-    yield from _items(s)
-    if s.duration_seconds is not None and s.parallel_efficiency is not None:
-        work = s.duration_seconds * s.parallel_efficiency
-        yield ITEM_WORK, (s.operation,), scaled(work, ITEM_WORK.scale)
-    yield from _usage(s)
-    for error_type in s.error_types:
-        yield ERRORS, (s.operation, _label(error_type)), 1
+            out.append(((COST, (op, model)), round(m.cost_usd * COST.scale)))
 
 
 def contributions(s: RecordSummary) -> Contribution:
@@ -246,22 +239,37 @@ def contributions(s: RecordSummary) -> Contribution:
 
     Raises ValueError for a record whose figures cannot be counted (a duration, item work or cost
     so large that it has no finite value in nano-units, a completion time past any clock).
+    ``serve`` calls this once per record when it first counts an archive, so it appends to
+    lists rather than chaining generators.
     """
     outcome = operation_outcome(s)
     op = s.operation
-    observations: list[tuple[Family, LabelValues, float, int]] = []
-    if s.duration_seconds is not None:
-        d = s.duration_seconds
-        observations.append((DURATION, (op, outcome), d, scaled(d, DURATION.scale)))
+    run = (op, outcome)
+    observations: list[tuple[SeriesKey, float, int]] = []
+    d = s.duration_seconds
+    if d is not None:
+        observations.append(((DURATION, run), d, scaled(d, DURATION.scale)))
     for st in s.stage_durations:
-        if st.duration_seconds is not None:
+        sd = st.duration_seconds
+        if sd is not None:
             stage = UNKNOWN if st.stage is None else str(st.stage)
-            d = st.duration_seconds
-            observations.append((STAGE_DURATION, (op, stage), d, scaled(d, STAGE_DURATION.scale)))
+            observations.append(
+                ((STAGE_DURATION, (op, stage)), sd, scaled(sd, STAGE_DURATION.scale))
+            )
     end = s.end_timestamp
     if not end < _LATEST_TIME:
         raise ValueError(f"completion time {end!r} is past the year 9999")
-    gauges: list[tuple[Family, LabelValues, float]] = [(LAST_COMPLETION, (op, outcome), end)]
-    if outcome == "success":
-        gauges.append((LAST_SUCCESS, (op,), end))
-    return Contribution(end, tuple(_counters(s, outcome)), tuple(observations), tuple(gauges))
+    counters: list[tuple[SeriesKey, int]] = [((OPERATIONS, run), 1)]
+    _items(s, counters)
+    efficiency = s.parallel_efficiency
+    if d is not None and efficiency is not None:
+        counters.append(((ITEM_WORK, (op,)), scaled(d * efficiency, ITEM_WORK.scale)))
+    _usage(s, counters)
+    for error_type in s.error_types:
+        counters.append(((ERRORS, (op, error_type[:_MAX_LABEL])), 1))
+    gauges: tuple[tuple[SeriesKey, float], ...] = (
+        (((LAST_COMPLETION, run), end), ((LAST_SUCCESS, (op,)), end))
+        if outcome == "success"
+        else (((LAST_COMPLETION, run), end),)
+    )
+    return Contribution(end, tuple(counters), tuple(observations), gauges)

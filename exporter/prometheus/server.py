@@ -1,14 +1,15 @@
 """The HTTP side of ``batch-metrics serve``: ``/metrics``, ``/health`` and a landing page.
 
 :func:`create_app` builds a WSGI application over an injected registry (no global state):
-``/metrics`` is prometheus_client's exposition app, so content negotiation (Prometheus text
-0.0.4 or OpenMetrics 1.0 by ``Accept``), gzip and ``name[]`` filtering behave as in every
-client_python exporter; ``/health`` answers 200 with a JSON status while the last archive scan
-succeeded and every record file could be read, and 503 when the scan failed, the archive
-directory is missing, or record files cannot be read (see archive_problem); ``/`` links to
-both. Only GET and HEAD on those three paths are served (405 with ``Allow`` for other methods,
-404 for other paths); with basic auth configured every path needs credentials (401 with
-``WWW-Authenticate``).
+``/metrics`` answers as prometheus_client's exposition app does, so content negotiation
+(Prometheus text 0.0.4 or OpenMetrics 1.0 by ``Accept``), gzip and ``name[]`` filtering behave
+as in every client_python exporter, but renders the archive's families only when they change
+(:mod:`exporter.prometheus.exposition`); ``/health`` answers 200 with a JSON status while the
+last archive scan succeeded and every record file could be read, and 503 when the scan failed,
+the archive directory is missing, or record files cannot be read (see archive_problem); ``/``
+links to both. Only GET and HEAD on those three paths are served (405 with ``Allow`` for
+other methods, 404 for other paths); with basic auth configured every path needs credentials
+(401 with ``WWW-Authenticate``).
 
 :class:`MetricsServer` runs that app on the hardened WSGI server of
 :mod:`exporter.prometheus.httpd` (bounded connections, per-phase deadlines, optional TLS;
@@ -25,14 +26,13 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
-
-from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from exporter.index.ledger import Ledger
 from exporter.index.store import ArchiveIndex
 from exporter.prometheus.collector import ArchiveCollector
+from exporter.prometheus.exposition import CachingRegistry, make_metrics_app
 from exporter.prometheus.httpd import SERVER_NAME, HardenedServer, Limits
 from exporter.prometheus.live import HeartbeatCollector
 from exporter.prometheus.webconfig import BasicAuth, WebConfig
@@ -75,9 +75,9 @@ def build_registry(
     *,
     ledger: Ledger | None = None,
     live_only: bool = False,
-) -> tuple[CollectorRegistry, ArchiveCollector]:
+) -> tuple[CachingRegistry, ArchiveCollector]:
     """A fresh registry with the archive collector and, if given, the heartbeat collector."""
-    registry = CollectorRegistry(auto_describe=False)
+    registry = CachingRegistry()
     collector = ArchiveCollector(index, ledger, live_only=live_only)
     registry.register(collector)
     if orchestration is not None:
@@ -120,10 +120,10 @@ def _respond(
 
 
 def create_app(
-    registry: CollectorRegistry, collector: ArchiveCollector, *, auth: BasicAuth | None = None
+    registry: CachingRegistry, collector: ArchiveCollector, *, auth: BasicAuth | None = None
 ) -> WSGIApplication:
     """The exporter's WSGI app over ``registry``; ``collector`` reports the scan status."""
-    metrics_app = make_wsgi_app(registry)
+    metrics_app = make_metrics_app(registry)
     landing = _LANDING.format(archive=html.escape(str(collector.index.archive))).encode()
 
     def route(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -143,10 +143,9 @@ def create_app(
                 [("Allow", ", ".join(_METHODS))],
             )
         if path == "/metrics":
-            # prometheus_client answers GET only; a HEAD gets the GET's headers (app() below
-            # drops the body).
+            # answered as GET; a HEAD gets the GET's headers (app() below drops the body).
             as_get = {**environ, "REQUEST_METHOD": "GET"}
-            return cast(Iterable[bytes], metrics_app(as_get, start_response))
+            return metrics_app(as_get, start_response)
         if path == "/health":
             status = collector.status
             error = status.error if not status.ok else archive_problem(collector.index)
@@ -192,7 +191,7 @@ class MetricsServer:
     @classmethod
     def start(
         cls,
-        registry: CollectorRegistry,
+        registry: CachingRegistry,
         collector: ArchiveCollector,
         *,
         host: str = "127.0.0.1",

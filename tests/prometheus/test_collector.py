@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from exporter.archive.model import (
     TokenUsage,
 )
 from exporter.index.ledger import Ledger
-from exporter.index.store import ArchiveIndex, RecordSummary, summarize
+from exporter.index.store import ArchiveIndex, RecordSummary, RefreshResult, summarize
 from exporter.prometheus import collector as collector_module
 from exporter.prometheus.aggregates import LE_VALUES
 from exporter.prometheus.collector import ArchiveCollector
@@ -313,18 +314,30 @@ def test_record_too_large_to_count_is_skipped_not_fatal(
         contributions(huge)
     archive = tmp_path / "archive"
     write_record(archive, rec("1"))
-    index = ArchiveIndex(archive, db_path=tmp_path / "index.db")
-    real = index.summaries
-    monkeypatch.setattr(index, "summaries", lambda: [*real(), huge])
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(ArchiveCollector(index))
-    with caplog.at_level(logging.WARNING):
-        assert (
-            value(registry, "batch_operations_total", operation="execute", outcome="partial") == 1.0
-        )
-    assert value(registry, "batch_metrics_exporter_invalid_records") == 1.0
-    assert value(registry, "batch_metrics_exporter_scan_errors_total") == 0.0
-    assert any("too large to count" in r.getMessage() for r in caplog.records)
+    write_record(archive, rec("2", duration=1.0))
+    real_refresh = ArchiveIndex.refresh
+
+    def refresh_from_an_old_index(self: ArchiveIndex, *, full: bool = False) -> RefreshResult:
+        result = real_refresh(self, full=full)
+        added = tuple(huge if s.file == huge.file else s for s in result.added)
+        return dataclasses.replace(result, added=added)
+
+    monkeypatch.setattr(ArchiveIndex, "refresh", refresh_from_an_old_index)
+    db, ledger = tmp_path / "index.db", tmp_path / "ledger.sqlite"
+    for start in ("first", "restart"):
+        with ArchiveIndex(archive, db_path=db) as index, Ledger(ledger) as kept:
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(ArchiveCollector(index, kept))
+            caplog.clear()
+            with caplog.at_level(logging.WARNING):
+                runs = value(
+                    registry, "batch_operations_total", operation="execute", outcome="partial"
+                )
+            assert runs == 1.0, start
+            assert value(registry, "batch_metrics_exporter_invalid_records") == 1.0, start
+            assert value(registry, "batch_metrics_exporter_scan_errors_total") == 0.0, start
+            warned = any("too large to count" in r.getMessage() for r in caplog.records)
+            assert warned == (start == "first")  # a restart loads the saved totals: no recount
 
 
 def test_concurrent_scrapes_share_one_archive_refresh(tmp_path: Path) -> None:

@@ -95,8 +95,8 @@ def _tolerances(archive: Path, tmp_path: Path, since: float) -> dict[str, float]
             op = summary.operation
             op_first.setdefault(op, c.time)
             runs[op] = runs.get(op, 0) + (c.time >= since)
-            keys = [labels for f, labels, _ in c.counters if f is ITEMS]
-            keys += [("d", *labels) for f, labels, _, _ in c.observations if f is DURATION]
+            keys = [labels for (f, labels), _ in c.counters if f is ITEMS]
+            keys += [("d", *labels) for (f, labels), _, _ in c.observations if f is DURATION]
             for key in keys:
                 first.setdefault(key, c.time)
     late = {key[-2] for key, t in first.items() if t >= since and t > op_first[key[-2]]}

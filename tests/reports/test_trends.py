@@ -217,7 +217,7 @@ def test_a_run_without_total_items_counts_the_items_it_counted(tmp_path: Path):
         items = [
             (labels, n)
             for s in index.summaries()
-            for family, labels, n in contributions(s).counters
+            for (family, labels), n in contributions(s).counters
             if family is ITEMS
         ]
     success = sum(n for (_, outcome), n in items if outcome == "success")

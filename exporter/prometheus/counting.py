@@ -1,0 +1,115 @@
+"""Counting many records at once (a cold start), on every core.
+
+A first count of 100,000 records spends about 2 s in
+:func:`~exporter.prometheus.series.contributions` and :meth:`Aggregates.apply_all`, pure Python
+on one core. Records are independent and the totals are exact integers, so the records are
+split in shares: forked children count theirs and send back their totals (a few hundred
+series, as :meth:`Aggregates.state`), which the parent adds to its own. Children are forked
+only for many records, and only by a process with a single thread (forking a threaded one,
+such as a running ``serve``, is unsafe); a child that fails has its share counted by the parent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Final
+
+from exporter.index.summary import RecordSummary
+from exporter.prometheus.aggregates import Aggregates
+from exporter.prometheus.series import Contribution, contributions
+
+__all__ = ["PARALLEL_FROM", "count"]
+
+PARALLEL_FROM: Final = 20_000  # below this, a fork costs more than it saves
+
+
+def count(summaries: Sequence[RecordSummary], into: Aggregates) -> dict[str, str]:
+    """Add every countable record of ``summaries`` to ``into``; returns the others' file names
+    and why each cannot be counted (a figure too large for any clock)."""
+    shares = _cores() if len(summaries) >= PARALLEL_FROM and _may_fork() else 1
+    size = max(1, -(-len(summaries) // shares))
+    children = [
+        _fork(summaries[start : start + size]) for start in range(size, len(summaries), size)
+    ]
+    unusable = _count(summaries[:size], into)
+    for start, child in zip(range(size, len(summaries), size), children, strict=True):
+        counted = _collect(child)
+        if counted is None:  # the child failed: count its share here
+            unusable.update(_count(summaries[start : start + size], into))
+        else:
+            into.add(counted[0])
+            unusable.update(counted[1])
+    return unusable
+
+
+def _count(summaries: Sequence[RecordSummary], into: Aggregates) -> dict[str, str]:
+    unusable: dict[str, str] = {}
+
+    def countable() -> Iterator[Contribution]:
+        for summary in summaries:
+            try:
+                yield contributions(summary)
+            except ValueError as exc:
+                unusable[summary.file] = str(exc)
+
+    into.apply_all(countable())
+    return unusable
+
+
+_Child = tuple[int, int] | None  # (pid, read end of its pipe), or None: not forked
+
+
+def _fork(share: Sequence[RecordSummary]) -> _Child:
+    """A child counting ``share``, writing its totals to a pipe, then exiting at once."""
+    try:
+        read, write = os.pipe()
+        pid = os.fork()
+    except OSError:
+        return None
+    if pid:
+        os.close(write)
+        return pid, read
+    status = 1
+    try:  # the child: no exception may leave this block, nor any cleanup of the parent's run
+        os.close(read)
+        counted = Aggregates()
+        unusable = _count(share, counted)
+        payload = json.dumps({"state": counted.state(), "unusable": unusable}).encode()
+        with os.fdopen(write, "wb") as pipe:
+            pipe.write(payload)
+        status = 0
+    finally:
+        os._exit(status)
+
+
+def _collect(child: _Child) -> tuple[Aggregates, dict[str, str]] | None:
+    """What ``child`` counted, once it exited; None if it failed."""
+    if child is None:
+        return None
+    pid, read = child
+    with os.fdopen(read, "rb") as pipe:
+        payload = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        return None
+    with contextlib.suppress(ValueError, KeyError, TypeError):
+        data = json.loads(payload)
+        counted = Aggregates.from_state(data["state"])
+        if counted is not None:
+            return counted, dict(data["unusable"])
+    return None
+
+
+def _may_fork() -> bool:
+    return hasattr(os, "fork") and threading.active_count() == 1
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
