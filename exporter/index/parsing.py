@@ -12,15 +12,11 @@ projection onto a summary, together ~100 us a record), and each file is independ
   inserts them. Workers are forked when the process has a single thread (cheapest), else
   started with ``forkserver`` (forking a threaded process, such as ``serve``, is unsafe).
 
-Both pause the cyclic garbage collector while they build objects by the hundred thousand: none
-of them forms a cycle, and its collections would otherwise re-scan every object kept so far,
-again and again (it more than doubled the time of a first build).
+Both pause the cyclic garbage collector (:func:`exporter.util.cpu.gc_paused`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import multiprocessing
 import os
 import threading
@@ -31,11 +27,11 @@ from typing import Final, NamedTuple
 
 from exporter.index.summary import RecordSummary, summarize
 from exporter.index.writes import FileIdentity, Rows, rows_of
+from exporter.util.cpu import gc_paused, usable_cores
 
 __all__ = [
     "PARALLEL_FROM",
     "Parsed",
-    "gc_paused",
     "parse_files",
     "parse_rows",
     "signed_inode",
@@ -58,18 +54,6 @@ class Parsed(NamedTuple):
 def signed_inode(inode: int) -> int:
     """An inode number as SQLite can store it: unsigned 64-bit numbers past 2**63 wrap."""
     return inode - 2**64 if inode >= 2**63 else inode
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection inside (reference counting still frees what is dropped)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _parse(archive: str, names: Sequence[str]) -> list[Parsed]:
@@ -100,13 +84,6 @@ def _parse_to_rows(archive: str, names: Sequence[str], first_id: int) -> Rows:
         return rows_of(_parse(archive, names), first_id)
 
 
-def _workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def parse_files(archive: Path, names: Sequence[str]) -> list[Parsed]:
     """Parse ``names`` in ``archive`` in this process; outcomes in the order of ``names``."""
     with gc_paused():
@@ -119,7 +96,7 @@ def parse_rows(archive: Path, names: Sequence[str], first_id: int) -> Iterator[R
     The file ``names[i]`` gets id ``first_id + i`` (a file that vanished leaves its id unused),
     so that chunks parsed apart never collide.
     """
-    workers = _workers()
+    workers = usable_cores()
     if len(names) < PARALLEL_FROM or workers < 2:
         yield _parse_to_rows(str(archive), names, first_id)
         return

@@ -43,7 +43,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from exporter.index.parsing import gc_paused, parse_files, parse_rows, signed_inode
+from exporter.index.parsing import parse_files, parse_rows, signed_inode
 from exporter.index.queries import Snapshot, SumOverflowError, query
 from exporter.index.rollups import ROLLUPS
 from exporter.index.schema import (
@@ -75,6 +75,7 @@ from exporter.index.writes import (
     next_id,
     rows_of,
 )
+from exporter.util.cpu import gc_paused
 from exporter.util.paths import is_record_name
 from exporter.util.settings import path_setting
 
@@ -97,6 +98,7 @@ _log = logging.getLogger(__name__)
 ENV_INDEX: Final = "BATCH_METRICS_INDEX"
 # A directory mtime younger than this may not show a change made within the same tick.
 _MTIME_SETTLE_NS: Final = 2_000_000_000
+_INODE_SIGN: Final = 2**63  # inodes from here on are stored as negative numbers (signed_inode)
 _UNSETTLED: Final = -2  # stored instead of such an mtime: it never matches a real one
 # A refresh changing at least this many records, and an eighth of the index, recomputes the
 # rollups in one pass instead of letting their triggers add and subtract row by row.
@@ -224,9 +226,13 @@ class ArchiveIndex:
                 # New names, and names that now belong to another file: an atomic writer
                 # replaces a record by renaming a new file (a new inode) over it. readdir gives
                 # the inode without a stat; only a rewrite in place needs the full refresh.
-                inodes = self._list_inodes() if dir_mtime != -1 else {}
-                names = inodes.keys()
-                to_read = [n for n, ino in inodes.items() if n not in known or known[n][2] != ino]
+                listing = self._list_inodes() if dir_mtime != -1 else {}
+                names = listing.keys()
+                to_read = [
+                    n
+                    for n, ino in listing.items()
+                    if ((k := known.get(n)) is None or k[2] != ino) and is_record_name(n)
+                ]
             gone = list(known.keys() - names)
             # A directory modified within the last moments may change again within the same
             # mtime tick (coarse on some filesystems): do not trust that mtime next time.
@@ -251,8 +257,10 @@ class ArchiveIndex:
         return found
 
     def _list_inodes(self) -> dict[str, int]:
+        """Every name in the archive directory (records or not: telling them apart costs more
+        than keeping them), with its inode as stored (:func:`signed_inode`, inlined)."""
         with os.scandir(self.archive) as entries:
-            return {e.name: signed_inode(e.inode()) for e in entries if is_record_name(e.name)}
+            return {e.name: i if (i := e.inode()) < _INODE_SIGN else i - 2**64 for e in entries}
 
     def _apply(
         self,

@@ -58,12 +58,12 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from exporter.index.ledger import Ledger, LedgerWrite, counts_live
-from exporter.index.parsing import gc_paused
 from exporter.index.store import ArchiveIndex, RecordSummary, RefreshResult
 from exporter.prometheus.aggregates import LE_VALUES, Aggregates, SeriesKey
 from exporter.prometheus.counting import count
 from exporter.prometheus.exposition import Parts
 from exporter.prometheus.series import ZERO_SERIES, Contribution, contributions
+from exporter.util.cpu import gc_paused
 from instrumentation import contract
 
 __all__ = ["ArchiveCollector", "ScanStatus"]

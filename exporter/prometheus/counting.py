@@ -21,6 +21,7 @@ from typing import Final
 from exporter.index.summary import RecordSummary
 from exporter.prometheus.aggregates import Aggregates
 from exporter.prometheus.series import Contribution, contributions
+from exporter.util.cpu import usable_cores
 
 __all__ = ["PARALLEL_FROM", "count"]
 
@@ -30,7 +31,7 @@ PARALLEL_FROM: Final = 20_000  # below this, a fork costs more than it saves
 def count(summaries: Sequence[RecordSummary], into: Aggregates) -> dict[str, str]:
     """Add every countable record of ``summaries`` to ``into``; returns the others' file names
     and why each cannot be counted (a figure too large for any clock)."""
-    shares = _cores() if len(summaries) >= PARALLEL_FROM and _may_fork() else 1
+    shares = usable_cores() if len(summaries) >= PARALLEL_FROM and _may_fork() else 1
     size = max(1, -(-len(summaries) // shares))
     children = [
         _fork(summaries[start : start + size]) for start in range(size, len(summaries), size)
@@ -106,10 +107,3 @@ def _collect(child: _Child) -> tuple[Aggregates, dict[str, str]] | None:
 
 def _may_fork() -> bool:
     return hasattr(os, "fork") and threading.active_count() == 1
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1

@@ -36,7 +36,7 @@ def _parallel(monkeypatch: pytest.MonkeyPatch) -> list[Rows]:
     """Make a few hundred changes a bulk load, parsed by two workers; returns the chunks."""
     monkeypatch.setattr(store, "_BULK_CHANGES", 50)
     monkeypatch.setattr(parsing, "PARALLEL_FROM", 50)
-    monkeypatch.setattr(parsing, "_workers", lambda: 2)
+    monkeypatch.setattr(parsing, "usable_cores", lambda: 2)
     chunks: list[Rows] = []
     real = parsing.parse_rows
 
