@@ -39,7 +39,7 @@ def forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Fork from 10 records on, whatever threads the test process has; the children forked."""
     monkeypatch.setattr(counting, "PARALLEL_FROM", 10)
     monkeypatch.setattr(counting, "_may_fork", lambda: True)
-    monkeypatch.setattr(counting, "_cores", lambda: 3)
+    monkeypatch.setattr(counting, "usable_cores", lambda: 3)
     children: list[int] = []
     real_fork = os.fork
 
