@@ -47,6 +47,23 @@ def serving(tmp_path: Path, *, live_only: bool = False) -> Iterator[CollectorReg
         yield registry
 
 
+@contextlib.contextmanager
+def beside_a_backfill(
+    tmp_path: Path,
+) -> Iterator[tuple[CollectorRegistry, ArchiveIndex, Ledger]]:
+    """A live-only serve of an empty archive, scraped once, and what a backfill beside it
+    uses: an index of its own and the archive's ledger."""
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    with (
+        serving(tmp_path, live_only=True) as registry,
+        ArchiveIndex(archive, tmp_path / "shared.sqlite") as shared,
+        Ledger(tmp_path / "ledger.sqlite") as ledger,
+    ):
+        assert registry.get_sample_value("batch_operations_total", RUNS) == 0.0
+        yield registry, shared, ledger
+
+
 def contract_lines(registry: CollectorRegistry) -> list[bytes]:
     """What a scrape shows, but the scan's own time and duration."""
     return [
@@ -118,13 +135,7 @@ def test_what_another_process_decided_live_meanwhile_is_counted_once(
 
 def test_a_running_serve_takes_the_ledgers_decision_over_its_own(tmp_path: Path) -> None:
     archive = tmp_path / "archive"
-    archive.mkdir()
-    with (
-        serving(tmp_path, live_only=True) as registry,
-        ArchiveIndex(archive, tmp_path / "shared.sqlite") as shared,
-        Ledger(tmp_path / "ledger.sqlite") as ledger,
-    ):
-        assert registry.get_sample_value("batch_operations_total", RUNS) == 0.0
+    with beside_a_backfill(tmp_path) as (registry, shared, ledger):
         write_record(archive, rec("1", duration=60.0, start=_ended(-1)))
         write_record(archive, rec("2", duration=60.0, start=_ended(-1)))
         shared.refresh()
@@ -194,13 +205,7 @@ def test_totals_of_another_layout_or_none_are_counted_again(
 
 def test_what_a_backfill_decides_live_while_serve_runs_is_counted_once(tmp_path: Path) -> None:
     archive = tmp_path / "archive"
-    archive.mkdir()
-    with (
-        serving(tmp_path, live_only=True) as registry,
-        ArchiveIndex(archive, tmp_path / "shared.sqlite") as shared,
-        Ledger(tmp_path / "ledger.sqlite") as ledger,
-    ):
-        assert registry.get_sample_value("batch_operations_total", RUNS) == 0.0
+    with beside_a_backfill(tmp_path) as (registry, shared, ledger):
         write_record(archive, rec("1", duration=60.0, start=_ended(-1)))
         shared.refresh()
         assert missing_history(shared, ledger, time.time())[1] == 1  # decided live there
