@@ -17,6 +17,7 @@ in time, so slow or idle clients cannot pin it.
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import logging
 import signal
@@ -152,8 +153,9 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         index.close()
         ledger.close()
+        hint = " (choose another with --port)" if exc.errno == errno.EADDRINUSE else ""
         raise CommandError(
-            f"cannot listen on {args.bind}:{args.port}: {exc.strerror or exc}"
+            f"cannot listen on {args.bind}:{args.port}: {exc.strerror or exc}{hint}"
         ) from exc
 
     def _stop(signum: int, frame: FrameType | None) -> None:

@@ -200,10 +200,19 @@ class MetricsServer:
         web: WebConfig | None = None,
         limits: Limits | None = None,
     ) -> MetricsServer:
-        """Load the archive, bind (port 0 picks a free port), and serve in daemon threads."""
+        """Bind (port 0 picks a free port), load the archive, and serve in daemon threads.
+
+        Binding comes first: a port in use fails at once, not after loading a large archive,
+        and scrapes that arrive during the load wait in the listen backlog instead of being
+        refused. No thread starts before the load, which may fork worker processes.
+        """
         web = web or WebConfig()
-        collector.update()
         httpd = HardenedServer((host, port), limits or Limits(), web.ssl_context)
+        try:
+            collector.update()
+        except BaseException:
+            httpd.server_close()
+            raise
         httpd.set_app(create_app(registry, collector, auth=web.auth))
         stop = threading.Event()
         serving = threading.Thread(

@@ -224,4 +224,25 @@ def test_serve_port_in_use(
     assert main(["serve", "--archive", str(archive), "--port", str(server.port)]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"batch-metrics: error: cannot listen on 127.0.0.1:{server.port}: ")
+    assert err.endswith(" (choose another with --port)\n")
     assert err.count("\n") == 1
+
+
+def test_a_port_in_use_fails_before_the_archive_is_loaded(
+    tmp_path: Path, served: tuple[MetricsServer, Path, Path]
+) -> None:
+    """A large archive takes seconds to load: a busy port must not be learnt only after."""
+    busy, archive, _ = served
+    index = ArchiveIndex(archive, db_path=tmp_path / "other.db")
+    registry, collector = build_registry(index)
+    loads: list[object] = []
+    collector.update = lambda **_: loads.append(1)  # type: ignore[assignment,method-assign]
+    try:
+        with pytest.raises(OSError):
+            MetricsServer.start(registry, collector, port=busy.port, rescan_interval=3600)
+        assert loads == []
+        free = MetricsServer.start(registry, collector, port=0, rescan_interval=3600)
+        free.stop()
+        assert loads == [1]
+    finally:
+        index.close()
