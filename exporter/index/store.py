@@ -45,6 +45,7 @@ from typing import Any, Final
 
 from exporter.index.parsing import parse_files, parse_rows, signed_inode
 from exporter.index.queries import Snapshot, SumOverflowError, query
+from exporter.index.readback import ReadBack, added_names
 from exporter.index.rollups import ROLLUPS
 from exporter.index.schema import (
     ALL_SCHEMA,
@@ -89,6 +90,7 @@ __all__ = [
     "Snapshot",
     "StageSummary",
     "SumOverflowError",
+    "added_names",
     "default_index_path",
     "summarize",
 ]
@@ -302,7 +304,7 @@ class ArchiveIndex:
                         stored.update(rows.stored)
                         newly_invalid.update(rows.invalid)
                 ids = range(first_id, first_id + len(names))
-                added = _ReadBack(self, ids, len(stored) - len(newly_invalid))
+                added = ReadBack(self.select, ids, len(stored) - len(newly_invalid))
             else:
                 rows = rows_of(outcomes, first_id, keep=True)
                 insert_rows(db, rows)
@@ -429,35 +431,3 @@ class ArchiveIndex:
                 "SELECT count(*) FROM files WHERE invalid_reason IS NULL"
             ).fetchone()
         return int(row[0])
-
-
-class _ReadBack(Sequence[RecordSummary]):
-    """The summaries a bulk load added, read back from the index when first used.
-
-    A bulk load writes rows made in worker processes and keeps no summaries: most callers
-    (``trends``) never look at them. The ids of one load are a range; a later refresh of
-    this instance may have replaced some of them before they are read.
-    """
-
-    def __init__(self, index: ArchiveIndex, ids: range, count: int) -> None:
-        self._index = index
-        self._ids = (ids.start, ids.stop - 1)
-        self._count = count
-        self._summaries: list[RecordSummary] | None = None
-
-    def _loaded(self) -> list[RecordSummary]:
-        if self._summaries is None:
-            rows = self._index.select(
-                SELECT_MANY + "{where} AND f.id BETWEEN ? AND ? ORDER BY f.id", self._ids
-            )
-            self._summaries = [from_row(r) for r in rows]
-        return self._summaries
-
-    def __len__(self) -> int:
-        return self._count if self._summaries is None else len(self._summaries)
-
-    def __getitem__(self, i: Any) -> Any:
-        return self._loaded()[i]
-
-    def __iter__(self) -> Iterator[RecordSummary]:
-        return iter(self._loaded())

@@ -1,0 +1,81 @@
+"""The summaries a bulk load added, read back from the index when used (internal to
+:mod:`exporter.index`; see :class:`ReadBack`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+from exporter.index.schema import SELECT_MANY, from_row
+from exporter.index.summary import RecordFilter, RecordSummary
+
+__all__ = ["ReadBack", "added_names"]
+
+_NAMES = "SELECT f.id, f.name FROM files f WHERE {where} AND f.id BETWEEN ? AND ? ORDER BY f.id"
+_ROWS = SELECT_MANY + "{where} AND f.id BETWEEN ? AND ? ORDER BY f.id"
+
+
+class Select(Protocol):
+    """:meth:`ArchiveIndex.select <exporter.index.store.ArchiveIndex.select>`."""
+
+    def __call__(
+        self, sql: str, params: Sequence[object] = (), where: RecordFilter | None = None
+    ) -> list[tuple[Any, ...]]: ...
+
+
+class ReadBack(Sequence[RecordSummary]):
+    """The summaries a bulk load added, read back from the index when first used.
+
+    A bulk load writes rows made in worker processes and keeps no summaries: most callers
+    (``trends``) never look at them. The ids of one load are a range; its valid rows, in id
+    order, are the sequence (a later refresh of this instance may have replaced some of them
+    before they are read). :meth:`names` lists them without reading the summaries, and a slice
+    taken before the whole is read reads only its own rows: a forked child can read its share
+    of a cold start's count (the index gives a child a connection of its own).
+    """
+
+    def __init__(self, select: Select, ids: range, count: int) -> None:
+        self._select = select
+        self._ids = (ids.start, ids.stop - 1)
+        self._count = count
+        self._listed: tuple[list[int], list[str]] | None = None  # valid rows' ids and names
+        self._summaries: list[RecordSummary] | None = None
+
+    def names(self) -> list[str]:
+        """The file names, in order, without reading the summaries back."""
+        if self._summaries is not None:
+            return [s.file for s in self._summaries]
+        return self._listing()[1]
+
+    def _listing(self) -> tuple[list[int], list[str]]:
+        if self._listed is None:
+            rows = self._select(_NAMES, self._ids)
+            self._listed = [i for i, _ in rows], [n for _, n in rows]
+        return self._listed
+
+    def _read(self, first: int, last: int) -> list[RecordSummary]:
+        return [from_row(r) for r in self._select(_ROWS, (first, last))]
+
+    def _loaded(self) -> list[RecordSummary]:
+        if self._summaries is None:
+            self._summaries = self._read(*self._ids)
+        return self._summaries
+
+    def __len__(self) -> int:
+        if self._summaries is not None:
+            return len(self._summaries)
+        return self._count if self._listed is None else len(self._listed[0])
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice) and i.step in (None, 1) and self._summaries is None:
+            ids = self._listing()[0][i]  # the ids at those positions: the rows between them
+            return self._read(ids[0], ids[-1]) if ids else []
+        return self._loaded()[i]
+
+    def __iter__(self) -> Iterator[RecordSummary]:
+        return iter(self._loaded())
+
+
+def added_names(added: Sequence[RecordSummary]) -> list[str]:
+    """The file names of a refresh's ``added``, without reading a bulk load's summaries back."""
+    return added.names() if isinstance(added, ReadBack) else [s.file for s in added]
