@@ -34,7 +34,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -43,14 +42,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+from exporter.index.connection import open_index
 from exporter.index.parsing import parse_files, parse_rows, signed_inode
 from exporter.index.queries import Snapshot, SumOverflowError, query
 from exporter.index.readback import ReadBack, added_names
-from exporter.index.rollups import ROLLUPS
 from exporter.index.schema import (
-    ALL_SCHEMA,
-    CHILD_TABLES,
-    FORMAT,
     SELECT_MANY,
     SELECT_ONE,
     from_row,
@@ -142,42 +138,9 @@ class ArchiveIndex:
         self.generation = 0  # increases whenever the indexed content changes
         path = db_path if db_path is not None else default_index_path(self.archive)
         self.db_path = path
-        self._db = self._open(path)
+        self._db = open_index(path)
 
     # -- lifecycle -----------------------------------------------------------------------
-
-    def _open(self, path: Path | None) -> sqlite3.Connection:
-        target = ":memory:" if path is None else str(path)
-        try:
-            db = self._connect(target)
-        except sqlite3.DatabaseError as exc:
-            if path is None:
-                raise
-            _log.warning("index %s is unusable (%s); rebuilding it", path, exc)
-            for suffix in ("", "-wal", "-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    Path(f"{path}{suffix}").unlink()
-            db = self._connect(target)
-        return db
-
-    @staticmethod
-    def _connect(target: str) -> sqlite3.Connection:
-        db = sqlite3.connect(target, timeout=30.0, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        if meta(db, "format") != FORMAT:
-            # a new file, or one of an older layout: (re)create the tables
-            db.execute("BEGIN IMMEDIATE")
-            if meta(db, "format") != FORMAT:  # nobody else did it meanwhile
-                for table in ("files", *CHILD_TABLES, *(r.table for r in ROLLUPS)):
-                    db.execute(f"DROP TABLE IF EXISTS {table}")
-                db.execute("DELETE FROM meta")  # including what the last refresh saw
-                set_meta(db, "format", FORMAT)
-            db.execute("COMMIT")
-        db.executescript(ALL_SCHEMA)
-        db.execute("SELECT count(*) FROM files").fetchone()  # fails early on a corrupt file
-        return db
 
     def close(self) -> None:
         with self._lock:
