@@ -1,7 +1,8 @@
 """Opening the index's SQLite file (internal to :mod:`exporter.index`).
 
 :func:`open_index` makes the tables, anew for a file of another format, and rebuilds a file
-SQLite cannot read.
+SQLite cannot read. A forked child must not use a connection its parent opened:
+:func:`open_in_child` sets that one aside and opens one of the child's own.
 """
 
 from __future__ import annotations
@@ -10,13 +11,18 @@ import contextlib
 import logging
 import sqlite3
 from pathlib import Path
+from typing import Final
 
 from exporter.index.rollups import ROLLUPS
 from exporter.index.schema import ALL_SCHEMA, CHILD_TABLES, FORMAT, meta, set_meta
 
-__all__ = ["open_index"]
+__all__ = ["open_in_child", "open_index"]
 
 _log = logging.getLogger(__name__)
+
+# The connections forked children inherited: kept referenced, so that a child never closes
+# one (SQLite forbids using it there; closing it could checkpoint and delete the parent's WAL).
+_INHERITED: Final[list[sqlite3.Connection]] = []
 
 
 def open_index(path: Path | None) -> sqlite3.Connection:
@@ -51,3 +57,19 @@ def _connect(target: str) -> sqlite3.Connection:
     db.executescript(ALL_SCHEMA)
     db.execute("SELECT count(*) FROM files").fetchone()  # fails early on a corrupt file
     return db
+
+
+def open_in_child(inherited: sqlite3.Connection, path: Path | None) -> sqlite3.Connection:
+    """In a forked child, a connection to use instead of the parent's ``inherited`` one.
+
+    The parent's is set aside, never used nor closed (a child leaves with ``os._exit``, which
+    closes nothing); the child's is read-only, which is what children need. An in-memory
+    index (``path`` None) has nothing on disk: the child's copy of it is its own to use.
+    """
+    if path is None:
+        return inherited
+    _INHERITED.append(inherited)
+    uri = path.absolute().as_uri() + "?mode=ro"
+    return sqlite3.connect(
+        uri, uri=True, timeout=30.0, check_same_thread=False, isolation_level=None
+    )

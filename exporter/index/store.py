@@ -34,6 +34,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -42,7 +43,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from exporter.index.connection import open_index
+from exporter.index.connection import open_in_child, open_index
 from exporter.index.parsing import parse_files, parse_rows, signed_inode
 from exporter.index.queries import Snapshot, SumOverflowError, query
 from exporter.index.readback import ReadBack, added_names
@@ -127,11 +128,16 @@ def default_index_path(archive: Path, *, purpose: str = "") -> Path | None:
 
 
 class ArchiveIndex:
-    """Incremental index of one archive directory. Thread-safe; one instance per process."""
+    """Incremental index of one archive directory. Thread-safe; one instance per process.
+
+    Fork-aware: a forked child that uses an instance its parent made reads through a read-only
+    connection of its own (see :meth:`_adopt`), for instance to read its share of a count.
+    """
 
     def __init__(self, archive: Path, db_path: Path | None = None) -> None:
         self.archive = Path(archive)
         self._lock = threading.RLock()  # a snapshot may call len() or select()
+        self._pid = os.getpid()  # the process that opened the connection
         self._dir_mtime_ns: int | None = None
         self._known: dict[str, FileIdentity] | None = None  # name -> (size, mtime_ns, inode)
         self._invalid: dict[str, str] | None = None  # name -> reason
@@ -142,9 +148,25 @@ class ArchiveIndex:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def close(self) -> None:
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[sqlite3.Connection]:
+        """The lock held, and this process's connection: every use of the index goes here."""
+        if self._pid != os.getpid():
+            self._adopt()
         with self._lock:
-            self._db.close()
+            yield self._db
+
+    def _adopt(self) -> None:
+        """In a forked child: a connection of the child's own (see :func:`open_in_child`), and a
+        lock of its own (the one fork copied may be held by a thread the child does not have).
+        """
+        self._lock = threading.RLock()
+        self._db = open_in_child(self._db, self.db_path)
+        self._pid = os.getpid()
+
+    def close(self) -> None:
+        with self._locked() as db:
+            db.close()
 
     def __enter__(self) -> ArchiveIndex:
         return self
@@ -163,7 +185,7 @@ class ArchiveIndex:
         (as the seed's scripts do), which leave the directory's mtime alone.
         """
         started = time.perf_counter()
-        with self._lock:
+        with self._locked():
             try:
                 dir_mtime = self.archive.stat().st_mtime_ns
             except FileNotFoundError:
@@ -341,23 +363,23 @@ class ArchiveIndex:
         ``f``) ; the filter's parameters come after ``params``. Use for sums and group-bys
         that would be slow over a hundred thousand summaries in Python.
         """
-        with self._lock:
-            return query(self._db, sql, params, where)
+        with self._locked() as db:
+            return query(db, sql, params, where)
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[Snapshot]:
         """A read transaction: every query made through it sees the same state of the index."""
-        with self._lock:
-            self._db.execute("BEGIN")
+        with self._locked() as db:
+            db.execute("BEGIN")
             try:
-                yield Snapshot(self._db)
+                yield Snapshot(db)
             finally:
-                if self._db.in_transaction:  # SQLite may have rolled it back after an error
-                    self._db.execute("COMMIT")
+                if db.in_transaction:  # SQLite may have rolled it back after an error
+                    db.execute("COMMIT")
 
     def invalid_files(self) -> dict[str, str]:
         """Files of the archive that are not valid records, with the reason for each."""
-        with self._lock:
+        with self._locked():
             return dict(self._invalid_cache())
 
     def summaries(
@@ -389,8 +411,6 @@ class ArchiveIndex:
         return dict(rows)
 
     def __len__(self) -> int:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT count(*) FROM files WHERE invalid_reason IS NULL"
-            ).fetchone()
+        with self._locked() as db:
+            row = db.execute("SELECT count(*) FROM files WHERE invalid_reason IS NULL").fetchone()
         return int(row[0])

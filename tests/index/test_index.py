@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 from exporter.archive import files as archive_module
 from exporter.archive.files import read_record_stat, write_record
 from exporter.archive.model import BatchRecord
+from exporter.index import store
 from exporter.index.store import ArchiveIndex, RecordFilter
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -301,3 +304,54 @@ def test_deltas_are_flagged_when_another_process_changed_the_index(
         result = mine.refresh()
         assert result.reset
         assert [s.batch_id for s in mine.summaries()] == ["1"]
+
+
+def _in_child(task: Callable[[], bytes]) -> bytes:
+    """What ``task`` returns when run in a forked child (which leaves with ``os._exit``)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        status = 1
+        try:
+            os.close(read)
+            os.write(write, task())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        answer = pipe.read()
+    assert os.waitpid(pid, 0)[1] == 0
+    return answer
+
+
+@pytest.mark.parametrize("on_disk", [True, False], ids=["file", "in-memory"])
+def test_a_forked_child_reads_through_a_connection_of_its_own(
+    archive: Path, tmp_path: Path, on_disk: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite forbids using a connection across fork(): a child opens its own, and leaves the
+    parent's alone (not even closing it), so the parent goes on as if nothing happened."""
+    for n in range(3):
+        write_record(archive, make_record(str(n), minutes=n))
+    db_path = tmp_path / "index.sqlite" if on_disk else None
+    monkeypatch.setattr(store, "default_index_path", lambda *_, **__: None)  # no cache dir
+    with ArchiveIndex(archive, db_path=db_path) as index:
+        index.refresh()
+        parents = index._db
+
+        def read_and_close() -> bytes:
+            found = (len(index), [s.batch_id for s in index.summaries()])
+            own = index._db is not parents
+            index.close()  # the child's own connection
+            return json.dumps([found, own]).encode()
+
+        found, own = json.loads(_in_child(read_and_close))
+        assert found == [3, ["0", "1", "2"]]
+        assert own == on_disk  # an in-memory index is the child's own copy
+        write_record(archive, make_record("3", minutes=3))
+        assert [s.batch_id for s in index.refresh().added] == ["3"]
+        assert len(index) == 4
+    if db_path is not None:
+        with contextlib.closing(sqlite3.connect(db_path)) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            assert db.execute("SELECT count(*) FROM files").fetchone() == (4,)
