@@ -47,6 +47,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from prometheus_client.core import (
@@ -62,6 +63,7 @@ from exporter.index.store import ArchiveIndex, RecordSummary, RefreshResult
 from exporter.prometheus.aggregates import LE_VALUES, Aggregates, SeriesKey
 from exporter.prometheus.counting import count
 from exporter.prometheus.exposition import Parts
+from exporter.prometheus.found import Found
 from exporter.prometheus.series import ZERO_SERIES, Contribution, contributions
 from exporter.util.cpu import gc_paused
 from instrumentation import contract
@@ -208,9 +210,9 @@ class ArchiveCollector(Collector):
         self._fresh.clear()
         now = time.time()
         with gc_paused(), self.ledger.write() as tx:
-            found = _Found(self.index, result.added)  # a bulk load's are read back here
+            found = Found(self.index, result.added)  # a bulk load's are not read back here
             cutover = tx.cutover(now) if self.live_only else self._cutover
-            corrections = self._correct(tx, result)
+            corrections = self._correct(tx, result.removed, found.names)
             saved = _load_totals(tx.totals())
             unusable: dict[str, str]
             if saved is None:  # none, or of another layout: count every live record again
@@ -227,9 +229,9 @@ class ArchiveCollector(Collector):
                 in_index = self._index_names()
             live, history = self._decide(in_index - decided, found, now, cutover)
             wanted = (set(recount) & in_index | live) - tombstones.keys()
-            counting = [tombstones[n] for n in recount if n in tombstones]
-            counting += found.summaries(wanted)
-            for name, why in count(counting, built).items():
+            buried = [tombstones[n] for n in recount if n in tombstones]
+            counting = found.summaries(wanted)  # a first start's: read back while counted
+            for name, why in count([*buried, *counting] if buried else counting, built).items():
                 _log.warning("not counting %s: %s", self.index.archive / name, why)
                 unusable[name] = why
             del counting  # gone before collections resume: they would walk all of it
@@ -251,7 +253,7 @@ class ArchiveCollector(Collector):
         return names - self.index.invalid_files().keys()  # a covering scan, minus a few
 
     def _decide(
-        self, names: set[str], found: _Found, now: float, cutover: float
+        self, names: set[str], found: Found, now: float, cutover: float
     ) -> tuple[set[str], list[str]]:
         """Which of the undecided ``names`` the live scrape counts, and which are history."""
         if not self.live_only or not names:
@@ -268,14 +270,15 @@ class ArchiveCollector(Collector):
             return tx.add("late_records", len(history))
         return self._late
 
-    def _correct(self, tx: LedgerWrite, result: RefreshResult) -> dict[str, int]:
+    def _correct(
+        self, tx: LedgerWrite, removed: Sequence[RecordSummary], re_added: AbstractSet[str]
+    ) -> dict[str, int]:
         """Keep what removed or rewritten live records were counted as; count the corrections."""
         corrections = dict(self._corrections)
-        if not result.removed:
+        if not removed:
             return corrections
-        known = tx.decisions([gone.file for gone in result.removed])
-        buried = [gone for gone in result.removed if gone.file in known and known[gone.file].live]
-        re_added = {s.file for s in result.added}
+        known = tx.decisions([gone.file for gone in removed])
+        buried = [gone for gone in removed if gone.file in known and known[gone.file].live]
         for kind in _CORRECTIONS:
             n = sum((gone.file in re_added) == (kind == "rewritten") for gone in buried)
             if n:
@@ -298,7 +301,7 @@ class ArchiveCollector(Collector):
             # complete figures are served.
             self._aggregates = None
             with self.ledger.write() as tx:
-                corrections = self._correct(tx, result)
+                corrections = self._correct(tx, result.removed, {s.file for s in result.added})
                 known = tx.decisions([s.file for s in result.added])
                 new = [s for s in result.added if s.file not in known]
                 # decided live by another process (backfill --missing) but not counted here yet
@@ -375,29 +378,6 @@ class ArchiveCollector(Collector):
         learns the names from this, for ``name[]`` filtering and duplicate checks)."""
         yield from _render(Aggregates())
         yield from _self_metrics(self.status, 0, {}, 0)
-
-
-class _Found:
-    """The summaries a refresh returned, by name; for others, the index is read (only after a
-    failed update or a change by another process: then the ledger lacks what the index has)."""
-
-    def __init__(self, index: ArchiveIndex, added: Sequence[RecordSummary]) -> None:
-        self.index = index
-        self.added = added
-        self.names = {s.file for s in added}
-
-    def summaries(self, names: set[str]) -> list[RecordSummary]:
-        if names == self.names:
-            return list(self.added)
-        if names <= self.names:
-            return [s for s in self.added if s.file in names]
-        return [s for s in self.index.summaries() if s.file in names]
-
-    def ends(self, names: set[str]) -> dict[str, float]:
-        """The end time of each of ``names`` (the window rule's time)."""
-        if names <= self.names:
-            return {s.file: s.end_timestamp for s in self.added if s.file in names}
-        return {n: end for n, end in self.index.end_times().items() if n in names}
 
 
 def _dump_totals(

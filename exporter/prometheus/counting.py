@@ -7,6 +7,11 @@ split in shares: forked children count theirs and send back their totals (a few 
 series, as :meth:`Aggregates.state`), which the parent adds to its own. Children are forked
 only for many records, and only by a process with a single thread (forking a threaded one,
 such as a running ``serve``, is unsafe); a child that fails has its share counted by the parent.
+
+Each process takes its share of the sequence itself, after the fork: a bulk load's summaries
+(:class:`~exporter.index.readback.ReadBack`, not read yet on a cold start) are then read
+from the index by the children in parallel, each only its own share, while the parent reads
+and counts its own.
 """
 
 from __future__ import annotations
@@ -33,11 +38,10 @@ def count(summaries: Sequence[RecordSummary], into: Aggregates) -> dict[str, str
     and why each cannot be counted (a figure too large for any clock)."""
     shares = usable_cores() if len(summaries) >= PARALLEL_FROM and _may_fork() else 1
     size = max(1, -(-len(summaries) // shares))
-    children = [
-        _fork(summaries[start : start + size]) for start in range(size, len(summaries), size)
-    ]
+    starts = range(size, len(summaries), size)
+    children = [_fork(summaries, start, start + size) for start in starts]
     unusable = _count(summaries[:size], into)
-    for start, child in zip(range(size, len(summaries), size), children, strict=True):
+    for start, child in zip(starts, children, strict=True):
         counted = _collect(child)
         if counted is None:  # the child failed: count its share here
             unusable.update(_count(summaries[start : start + size], into))
@@ -64,8 +68,9 @@ def _count(summaries: Sequence[RecordSummary], into: Aggregates) -> dict[str, st
 _Child = tuple[int, int] | None  # (pid, read end of its pipe), or None: not forked
 
 
-def _fork(share: Sequence[RecordSummary]) -> _Child:
-    """A child counting ``share``, writing its totals to a pipe, then exiting at once."""
+def _fork(summaries: Sequence[RecordSummary], start: int, stop: int) -> _Child:
+    """A child counting ``summaries[start:stop]``, writing its totals to a pipe, then exiting
+    at once (:func:`os._exit`: nothing of the parent's is cleaned up or closed)."""
     try:
         read, write = os.pipe()
         pid = os.fork()
@@ -78,7 +83,7 @@ def _fork(share: Sequence[RecordSummary]) -> _Child:
     try:  # the child: no exception may leave this block, nor any cleanup of the parent's run
         os.close(read)
         counted = Aggregates()
-        unusable = _count(share, counted)
+        unusable = _count(summaries[start:stop], counted)
         payload = json.dumps({"state": counted.state(), "unusable": unusable}).encode()
         with os.fdopen(write, "wb") as pipe:
             pipe.write(payload)

@@ -1,17 +1,29 @@
-"""Counting in bulk on every core gives exactly the totals of counting one record at a time."""
+"""Counting in bulk on every core gives exactly the totals of counting one record at a time;
+a cold start's processes read their shares of a bulk load from the index themselves."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
+from exporter.index import readback, schema, store
+from exporter.index.ledger import Ledger
+from exporter.index.readback import ReadBack
+from exporter.index.store import ArchiveIndex
 from exporter.index.summary import RecordSummary, summarize
 from exporter.prometheus import counting
 from exporter.prometheus.aggregates import Aggregates
+from exporter.prometheus.collector import ArchiveCollector
 from exporter.prometheus.series import contributions
-from tests.support.generated_archive import make_record
+from tests.support.generated_archive import make_record, write_archive
 
 
 def summaries(n: int) -> list[RecordSummary]:
@@ -90,3 +102,84 @@ def test_few_records_are_counted_in_the_process(monkeypatch: pytest.MonkeyPatch)
     assert counting.count(records, totals) == expected_unusable
     assert totals.state() == expected.state()
     assert counting.count([], totals) == {}
+
+
+HUGE = "batch-12-review.json"  # read back as an older index may hold it: too large to count
+
+
+@pytest.fixture
+def bulk_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """300 records and a few invalid files among them, for a first refresh to bulk-load; one
+    record reads back as an older index could hold it (a duration too large to count)."""
+    archive = tmp_path / "archive"
+    write_archive(archive, 300, every_nth_without=7)
+    (archive / "batch-3-broken.json").write_bytes(b"{not json")
+    (archive / "batch-40-broken.json").write_bytes(b"")
+    monkeypatch.setattr(store, "_BULK_CHANGES", 50)
+    real = schema.from_row
+
+    def from_row(row: Sequence[Any]) -> RecordSummary:
+        summary = real(row)
+        return summary._replace(duration_seconds=1e300) if summary.file == HUGE else summary
+
+    monkeypatch.setattr(readback, "from_row", from_row)
+    return archive
+
+
+def cold_start(archive: Path, tmp_path: Path, name: str) -> tuple[list[bytes], str | None]:
+    """The first scrape of a first start, without scan times; the totals the ledger saved."""
+    with (
+        ArchiveIndex(archive, db_path=tmp_path / f"{name}.sqlite") as index,
+        Ledger(tmp_path / f"{name}.ledger") as ledger,
+    ):
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(ArchiveCollector(index, ledger))
+        lines = generate_latest(registry).splitlines()
+        with ledger.write() as tx:
+            totals = tx.totals()
+            assert len(tx.decided()) == 300
+    return [line for line in lines if b"exporter_last_scan" not in line], totals
+
+
+@pytest.mark.parametrize("children", ["counting", "failing"])
+def test_a_cold_start_reads_its_bulk_load_back_in_the_counting_processes(
+    bulk_archive: Path,
+    tmp_path: Path,
+    forks: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+    children: str,
+) -> None:
+    """Each process reads its own share from the index; the parent never reads the whole,
+    and counts the share of a child that failed itself. The figures are the eager path's."""
+    with monkeypatch.context() as eager:  # the summaries read back whole in the parent first
+        real = ArchiveIndex.refresh
+        eager.setattr(
+            ArchiveIndex,
+            "refresh",
+            lambda self, **kw: dataclasses.replace(r := real(self, **kw), added=list(r.added)),
+        )
+        expected = cold_start(bulk_archive, tmp_path, "eager")
+    assert len(forks) == 2
+    forks.clear()
+    read: list[int] = []  # what the parent read: its share, and any failed child's
+    real_read = ReadBack._read
+
+    def read_share(self: ReadBack, first: int, last: int) -> list[RecordSummary]:
+        share = real_read(self, first, last)
+        read.append(len(share))
+        return share
+
+    monkeypatch.setattr(ReadBack, "_loaded", lambda self: pytest.fail("read back whole"))
+    monkeypatch.setattr(ReadBack, "_read", read_share)
+    if children == "failing":  # a child cannot open the index
+        real_connect = sqlite3.connect
+        monkeypatch.setattr(
+            sqlite3,
+            "connect",
+            lambda *a, **kw: pytest.fail("no") if kw.get("uri") else real_connect(*a, **kw),
+        )
+    assert cold_start(bulk_archive, tmp_path, "lazy") == expected
+    assert len(forks) == 2
+    assert read == ([100] if children == "counting" else [100, 100, 100])
+    assert b"batch_metrics_exporter_invalid_records 3.0" in expected[0]  # 2 files, and HUGE
+    assert f'"{HUGE}":"' in (expected[1] or "")  # not counted, in either way
