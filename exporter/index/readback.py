@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from exporter.index.schema import SELECT_MANY, from_row
 from exporter.index.summary import RecordFilter, RecordSummary
 
-__all__ = ["ReadBack", "added_names"]
+__all__ = ["ChangedMeanwhileError", "ReadBack", "added_names"]
 
 _NAMES = "SELECT f.id, f.name FROM files f WHERE {where} AND f.id BETWEEN ? AND ? ORDER BY f.id"
 _ROWS = SELECT_MANY + "{where} AND f.id BETWEEN ? AND ? ORDER BY f.id"
@@ -31,7 +31,9 @@ class ReadBack(Sequence[RecordSummary]):
     order, are the sequence (a later refresh of this instance may have replaced some of them
     before they are read). :meth:`names` lists them without reading the summaries, and a slice
     taken before the whole is read reads only its own rows: a forked child can read its share
-    of a cold start's count (the index gives a child a connection of its own).
+    of a cold start's count (the index gives a child a connection of its own). Such a slice is
+    the rows of the names listed at its positions, or :class:`ChangedMeanwhileError`: the names
+    a caller learnt and the summaries it gets never disagree.
     """
 
     def __init__(self, select: Select, ids: range, count: int) -> None:
@@ -68,12 +70,23 @@ class ReadBack(Sequence[RecordSummary]):
 
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice) and i.step in (None, 1) and self._summaries is None:
-            ids = self._listing()[0][i]  # the ids at those positions: the rows between them
-            return self._read(ids[0], ids[-1]) if ids else []
+            ids, names = self._listing()
+            at = ids[i]  # the ids at those positions: the rows between them
+            found = self._read(at[0], at[-1]) if at else []
+            if [s.file for s in found] != names[i]:
+                raise ChangedMeanwhileError
+            return found
         return self._loaded()[i]
 
     def __iter__(self) -> Iterator[RecordSummary]:
         return iter(self._loaded())
+
+
+class ChangedMeanwhileError(RuntimeError):
+    """Rows of a bulk load were replaced after its names were listed (by another process)."""
+
+    def __init__(self) -> None:
+        super().__init__("another process changed the index while its records were read back")
 
 
 def added_names(added: Sequence[RecordSummary]) -> list[str]:

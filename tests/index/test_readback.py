@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from exporter.index import store
-from exporter.index.readback import ReadBack, added_names
+from exporter.index.readback import ChangedMeanwhileError, ReadBack, added_names
 from exporter.index.store import ArchiveIndex, RecordSummary
 from tests.support.generated_archive import write_archive
 
@@ -98,3 +98,19 @@ def test_names_are_listed_without_reading_the_summaries(
     assert names == [s.file for s in added] == sorted(s.file for s in index.summaries())
     assert not set(names) & set(INVALID)
     assert added_names(list(added)) == names
+
+
+def test_rows_replaced_since_their_names_were_listed_are_not_read_as_a_slice(
+    bulk: tuple[ArchiveIndex, ReadBack],
+) -> None:
+    """The names a caller learnt and the summaries a slice gives never disagree."""
+    index, added = bulk
+    name = added.names()[50]
+    copy = index.archive / "rewritten.tmp"
+    copy.write_bytes((index.archive / name).read_bytes())
+    copy.replace(index.archive / name)  # as the atomic writer rewrites a record: a new file
+    with ArchiveIndex(index.archive, db_path=index.db_path) as other:  # another process
+        assert [s.file for s in other.refresh().added] == [name]
+    assert len(added[:50]) == 50  # rows not replaced read as before
+    with pytest.raises(ChangedMeanwhileError):
+        added[40:60]
