@@ -38,16 +38,21 @@ def count(summaries: Sequence[RecordSummary], into: Aggregates) -> dict[str, str
     and why each cannot be counted (a figure too large for any clock)."""
     shares = usable_cores() if len(summaries) >= PARALLEL_FROM and _may_fork() else 1
     size = max(1, -(-len(summaries) // shares))
-    starts = range(size, len(summaries), size)
-    children = [_fork(summaries, start, start + size) for start in starts]
-    unusable = _count(summaries[:size], into)
-    for start, child in zip(starts, children, strict=True):
-        counted = _collect(child)
-        if counted is None:  # the child failed: count its share here
-            unusable.update(_count(summaries[start : start + size], into))
-        else:
-            into.add(counted[0])
-            unusable.update(counted[1])
+    children = {
+        start: _fork(summaries, start, start + size) for start in range(size, len(summaries), size)
+    }
+    try:
+        unusable = _count(summaries[:size], into)  # reading a share may fail (the index's)
+        for start in list(children):
+            counted = _collect(children.pop(start))
+            if counted is None:  # the child failed: count its share here
+                unusable.update(_count(summaries[start : start + size], into))
+            else:
+                into.add(counted[0])
+                unusable.update(counted[1])
+    finally:
+        for child in children.values():  # not collected after a failure: reap them all the same
+            _collect(child)
     return unusable
 
 

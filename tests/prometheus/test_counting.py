@@ -91,6 +91,30 @@ def test_a_failed_child_has_its_share_counted_by_the_parent(
     assert totals.state() == expected.state()
 
 
+class _Unreadable(list[RecordSummary]):
+    """Summaries whose reading fails in the parent (an index another process changed)."""
+
+    def __init__(self, records: list[RecordSummary], parent: int) -> None:
+        super().__init__(records)
+        self.parent = parent
+
+    def __getitem__(self, i: Any) -> Any:
+        if os.getpid() == self.parent:
+            raise RuntimeError("cannot read")
+        return super().__getitem__(i)
+
+
+def test_a_share_the_parent_cannot_read_fails_the_count_after_reaping_the_children(
+    forks: list[int],
+) -> None:
+    with pytest.raises(RuntimeError, match="cannot read"):
+        counting.count(_Unreadable(summaries(40), os.getpid()), Aggregates())
+    assert len(forks) == 2
+    for pid in forks:
+        with pytest.raises(ChildProcessError):  # reaped already: no zombie left
+            os.waitpid(pid, os.WNOHANG)
+
+
 def test_few_records_are_counted_in_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_fork() -> int:
         raise AssertionError("forked for a few records")
