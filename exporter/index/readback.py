@@ -7,11 +7,12 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from exporter.index.schema import SELECT_MANY, from_row
-from exporter.index.summary import RecordFilter, RecordSummary
+from exporter.index.summary import END_SQL, RecordFilter, RecordSummary
 
-__all__ = ["ChangedMeanwhileError", "ReadBack", "added_names"]
+__all__ = ["ChangedMeanwhileError", "ReadBack", "added_ends", "added_names"]
 
 _NAMES = "SELECT f.id, f.name FROM files f WHERE {where} AND f.id BETWEEN ? AND ? ORDER BY f.id"
+_ENDS = f"SELECT f.name, {END_SQL} FROM files f WHERE {{where}} AND f.id BETWEEN ? AND ?"  # noqa: S608
 _ROWS = SELECT_MANY + "{where} AND f.id BETWEEN ? AND ? ORDER BY f.id"
 
 
@@ -48,6 +49,13 @@ class ReadBack(Sequence[RecordSummary]):
         if self._summaries is not None:
             return [s.file for s in self._summaries]
         return self._listing()[1]
+
+    def ends(self) -> dict[str, float]:
+        """Each file's end time (:attr:`RecordSummary.end_timestamp`), without reading the
+        summaries back: one query."""
+        if self._summaries is not None:
+            return {s.file: s.end_timestamp for s in self._summaries}
+        return dict(self._select(_ENDS, self._ids))
 
     def _listing(self) -> tuple[list[int], list[str]]:
         if self._listed is None:
@@ -92,3 +100,8 @@ class ChangedMeanwhileError(RuntimeError):
 def added_names(added: Sequence[RecordSummary]) -> list[str]:
     """The file names of a refresh's ``added``, without reading a bulk load's summaries back."""
     return added.names() if isinstance(added, ReadBack) else [s.file for s in added]
+
+
+def added_ends(added: Sequence[RecordSummary]) -> dict[str, float]:
+    """The end time of each of a refresh's ``added``, without reading a bulk load's back."""
+    return added.ends() if isinstance(added, ReadBack) else {s.file: s.end_timestamp for s in added}

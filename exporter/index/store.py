@@ -46,7 +46,7 @@ from typing import Any, Final
 from exporter.index.connection import open_in_child, open_index
 from exporter.index.parsing import parse_files, parse_rows, signed_inode
 from exporter.index.queries import Snapshot, SumOverflowError, query
-from exporter.index.readback import ReadBack, added_names
+from exporter.index.readback import ReadBack, added_ends, added_names
 from exporter.index.schema import (
     SELECT_MANY,
     SELECT_ONE,
@@ -87,6 +87,7 @@ __all__ = [
     "Snapshot",
     "StageSummary",
     "SumOverflowError",
+    "added_ends",
     "added_names",
     "default_index_path",
     "summarize",

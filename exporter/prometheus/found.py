@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from exporter.index.store import ArchiveIndex, RecordSummary, added_names
+from exporter.index.store import ArchiveIndex, RecordSummary, added_ends, added_names
 
 __all__ = ["Found"]
 
@@ -25,6 +25,8 @@ class Found:
 
     def summaries(self, names: set[str]) -> Sequence[RecordSummary]:
         """The summaries of ``names``: all the refresh's, as they are, if those are all."""
+        if not names:  # a live-only first start: every record is history
+            return []
         if names == self.names:
             return self.added
         if names <= self.names:
@@ -34,5 +36,5 @@ class Found:
     def ends(self, names: set[str]) -> dict[str, float]:
         """The end time of each of ``names`` (the window rule's time)."""
         if names <= self.names:
-            return {s.file: s.end_timestamp for s in self.added if s.file in names}
+            return {n: end for n, end in added_ends(self.added).items() if n in names}
         return {n: end for n, end in self.index.end_times().items() if n in names}

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.index import readback, schema, store
 from exporter.index.ledger import Ledger
@@ -207,3 +208,28 @@ def test_a_cold_start_reads_its_bulk_load_back_in_the_counting_processes(
     assert read == ([100] if children == "counting" else [100, 100, 100])
     assert b"batch_metrics_exporter_invalid_records 3.0" in expected[0]  # 2 files, and HUGE
     assert f'"{HUGE}":"' in (expected[1] or "")  # not counted, in either way
+
+
+def test_a_live_only_first_start_decides_a_bulk_load_without_reading_it_back(
+    bulk_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stacks' first start over an archive of past runs: each is history (for backfill),
+    decided by the end times the index computes; no summary is read back, none is counted."""
+    monkeypatch.setattr(ReadBack, "_read", lambda *_: pytest.fail("read back"))
+    with (
+        ArchiveIndex(bulk_archive, db_path=tmp_path / "index.sqlite") as index,
+        Ledger(tmp_path / "ledger.sqlite") as ledger,
+    ):
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(ArchiveCollector(index, ledger, live_only=True))
+        exposed = generate_latest(registry)
+        decided = ledger.decided()
+    assert len(decided) == 300
+    assert not any(decided.values())  # all history
+    runs = [
+        sample.value
+        for family in text_string_to_metric_families(exposed.decode())
+        if family.name == "batch_operations"
+        for sample in family.samples
+    ]
+    assert runs and not any(runs)  # exposed at 0, nothing counted live
