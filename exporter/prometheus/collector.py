@@ -42,7 +42,6 @@ ignores a first sample).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -50,23 +49,19 @@ from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from exporter.index.ledger import Ledger, LedgerWrite, counts_live
 from exporter.index.store import ArchiveIndex, RecordSummary, RefreshResult
-from exporter.prometheus.aggregates import LE_VALUES, Aggregates, SeriesKey
+from exporter.prometheus.aggregates import Aggregates, SeriesKey
 from exporter.prometheus.counting import count
 from exporter.prometheus.exposition import Parts
+from exporter.prometheus.families import archive_families, exporter_families
 from exporter.prometheus.found import Found
-from exporter.prometheus.series import ZERO_SERIES, Contribution, contributions
+from exporter.prometheus.saved_totals import dump_totals, load_totals
+from exporter.prometheus.series import Contribution, contributions
 from exporter.util.cpu import gc_paused
-from instrumentation import contract
 
 __all__ = ["ArchiveCollector", "ScanStatus"]
 
@@ -185,7 +180,7 @@ class ArchiveCollector(Collector):
         return self.update(full=True)
 
     def _publish(self, aggregates: Aggregates) -> None:
-        self._families = _render(aggregates)
+        self._families = archive_families(aggregates)
         self._version += 1
 
     def _contribution(self, s: RecordSummary, unusable: dict[str, str]) -> Contribution | None:
@@ -213,7 +208,7 @@ class ArchiveCollector(Collector):
             found = Found(self.index, result.added)  # a bulk load's are not read back here
             cutover = tx.cutover(now) if self.live_only else self._cutover
             corrections = self._correct(tx, result.removed, found.names)
-            saved = _load_totals(tx.totals())
+            saved = load_totals(tx.totals())
             unusable: dict[str, str]
             if saved is None:  # none, or of another layout: count every live record again
                 built, unusable = Aggregates(), {}
@@ -239,7 +234,7 @@ class ArchiveCollector(Collector):
             tx.mark_counted(None if saved is None else recount)
             late = self._late_after(tx, history, now, cutover)
             unusable = {n: why for n, why in unusable.items() if n in in_index}
-            tx.save_totals(_dump_totals(built, unusable))
+            tx.save_totals(dump_totals(built, unusable))
         self._cutover, self._corrections, self._late = cutover, corrections, late
         self._aggregates, self._unusable = built, unusable
         self._publish(built)
@@ -319,7 +314,7 @@ class ArchiveCollector(Collector):
                     tx.mark_counted([s.file for s in adopted])
                 late = self._late_after(tx, history, now, self._cutover)
                 if live or adopted:
-                    tx.save_totals(_dump_totals(aggregates, unusable, self._pending))
+                    tx.save_totals(dump_totals(aggregates, unusable, self._pending))
             self._corrections, self._late, self._aggregates = corrections, late, aggregates
             if counted:
                 self._publish(aggregates)
@@ -364,7 +359,7 @@ class ArchiveCollector(Collector):
             self._ripe.extend(self._pending)  # their zero series are in this scrape
             self._pending.clear()
             self._fresh.clear()
-        current = list(_self_metrics(status, scan_errors, corrections, late))
+        current = list(exporter_families(status, scan_errors, corrections, late))
         return Parts(version, families, current)
 
     def collect(self) -> Iterator[Metric]:
@@ -376,91 +371,5 @@ class ArchiveCollector(Collector):
     def describe(self) -> Iterator[Metric]:
         """The families :meth:`collect` yields, without looking at the archive (a registry
         learns the names from this, for ``name[]`` filtering and duplicate checks)."""
-        yield from _render(Aggregates())
-        yield from _self_metrics(self.status, 0, {}, 0)
-
-
-def _dump_totals(
-    aggregates: Aggregates, unusable: dict[str, str], pending: Sequence[Contribution] = ()
-) -> str:
-    """What the ledger keeps of the totals: counted so far, including those held back."""
-    if pending:
-        aggregates = aggregates.copy()
-        aggregates.apply_all(pending)
-    return json.dumps(
-        {"aggregates": aggregates.state(), "unusable": unusable}, separators=(",", ":")
-    )
-
-
-def _load_totals(text: str | None) -> tuple[Aggregates, dict[str, str]] | None:
-    """The totals :func:`_dump_totals` saved; None if none or of another layout."""
-    if text is None:
-        return None
-    try:
-        data = json.loads(text)
-        loaded = Aggregates.from_state(data["aggregates"])
-        unusable = {str(n): str(why) for n, why in data["unusable"].items()}
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
-    return None if loaded is None else (loaded, unusable)
-
-
-def _render(aggregates: Aggregates) -> list[Metric]:
-    """The aggregates' families, plus a zero for every bounded series no record made yet."""
-    families = aggregates.metric_families()
-    by_name = {metric.name: metric for metric in families}
-    for family, labels in ZERO_SERIES:
-        key = (family, labels)
-        metric = by_name[family.name]
-        if family.kind == "histogram":
-            if key in aggregates.histograms:
-                continue
-            assert isinstance(metric, HistogramMetricFamily)
-            metric.add_metric(list(labels), buckets=[(le, 0.0) for le in LE_VALUES], sum_value=0)
-        elif key not in aggregates.counters:
-            assert isinstance(metric, CounterMetricFamily)
-            metric.add_metric(list(labels), 0.0)
-    return families
-
-
-def _self_metrics(
-    status: ScanStatus, scan_errors: int, corrections: dict[str, int], late: int
-) -> Iterator[Metric]:
-    yield GaugeMetricFamily(
-        contract.EXPORTER_RECORDS.prometheus_base,
-        contract.EXPORTER_RECORDS.help,
-        value=status.records,
-    )
-    yield GaugeMetricFamily(
-        contract.EXPORTER_INVALID_RECORDS.prometheus_base,
-        contract.EXPORTER_INVALID_RECORDS.help,
-        value=status.invalid,
-    )
-    yield GaugeMetricFamily(
-        contract.EXPORTER_LAST_SCAN_DURATION.prometheus_base,
-        contract.EXPORTER_LAST_SCAN_DURATION.help,
-        value=status.seconds,
-    )
-    yield GaugeMetricFamily(
-        contract.EXPORTER_LAST_SCAN_TIMESTAMP.prometheus_base,
-        contract.EXPORTER_LAST_SCAN_TIMESTAMP.help,
-        value=status.finished_at,
-    )
-    yield CounterMetricFamily(
-        contract.EXPORTER_SCAN_ERRORS.prometheus_base,
-        contract.EXPORTER_SCAN_ERRORS.help,
-        value=scan_errors,
-    )
-    corrected = CounterMetricFamily(
-        contract.EXPORTER_CORRECTIONS.prometheus_base,
-        contract.EXPORTER_CORRECTIONS.help,
-        labels=contract.EXPORTER_CORRECTIONS.labels,
-    )
-    for kind, n in sorted(corrections.items()):
-        corrected.add_metric([kind], n)
-    yield corrected
-    yield CounterMetricFamily(
-        contract.EXPORTER_LATE_RECORDS.prometheus_base,
-        contract.EXPORTER_LATE_RECORDS.help,
-        value=late,
-    )
+        yield from archive_families(Aggregates())
+        yield from exporter_families(self.status, 0, {}, 0)
