@@ -8,13 +8,15 @@ The seed writes ``git log --format=%ai`` times (``2025-11-01 10:00:00 +0100``) a
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta, timezone
+import time
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Annotated, Any, Final
 
 from dateutil import parser as date_parser
+from dateutil import tz
 from pydantic import AfterValidator, BeforeValidator
 
-__all__ = ["Timestamp", "parse_timestamp"]
+__all__ = ["Timestamp", "UnknownZoneError", "parse_timestamp"]
 
 
 def parse_timestamp(value: Any) -> Any:
@@ -33,7 +35,9 @@ def parse_timestamp(value: Any) -> Any:
             parsed = parsed or date_parser.isoparse(value)
         except ValueError:
             try:
-                parsed = date_parser.parse(value)
+                parsed = date_parser.parse(value, tzinfos=_known_zone)
+            except UnknownZoneError:
+                raise
             except (ValueError, OverflowError) as exc:
                 parsed = _leap_second(value)
                 if parsed is None:
@@ -45,6 +49,25 @@ def parse_timestamp(value: Any) -> Any:
         except (OverflowError, ValueError):  # year 1 or 9999 in a zone that leaves the range
             raise ValueError("the instant is outside the years 1-9999 in UTC") from None
     return value
+
+
+class UnknownZoneError(ValueError):
+    """A time given in a zone by name that names no known offset (``EST``, ``IST``)."""
+
+
+def _known_zone(name: str | None, offset: int | None) -> int | tzinfo | None:
+    """What dateutil asks of a parsed zone: its offset, or a refusal where it would guess.
+
+    dateutil knows numeric offsets and UTC's names (it passes their offset here) and the local
+    zone's names; for any other name it would warn and return a naive time, which this module
+    would then take as local time: hours off for a zone abbreviation that is often ambiguous
+    (IST is Indian, Irish and Israeli time).
+    """
+    if offset is not None or name is None:
+        return offset
+    if name in time.tzname:
+        return tz.tzlocal()
+    raise UnknownZoneError(f"unknown time zone {name[:10]!r}: write the offset (+01:00) instead")
 
 
 _LEAP_SECOND: Final = re.compile(r"(\d\d:\d\d:)60(?=[.,Zz+\- ]|$)")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
+import warnings
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -20,13 +22,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from exporter.archive.files import read_record
 from exporter.archive.lenient import seed_problems
 from exporter.archive.lenient import seed_schema as shipped_seed_schema
-from exporter.archive.model import BatchRecord
-from exporter.archive.timestamps import parse_timestamp
+from exporter.archive.model import BatchRecord, parse_record
+from exporter.archive.timestamps import UnknownZoneError, parse_timestamp
 from exporter.cli.main import main
 from exporter.cli.validate import check_paths
 from exporter.index.store import ArchiveIndex, RecordSummary
@@ -309,6 +311,44 @@ def test_seed_check_agrees_with_jsonschema(document: Any) -> None:
 def test_timestamps_in_utc_and_leap_seconds() -> None:
     assert parse_timestamp("1990-12-31T23:59:60Z") == datetime(1991, 1, 1, tzinfo=UTC)
     assert parse_timestamp("2020-01-01t10:00:00z") == datetime(2020, 1, 1, 10, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("2025-11-01 10:00:00 UTC", datetime(2025, 11, 1, 10, tzinfo=UTC)),
+        ("Sat Nov  1 10:00:00 GMT 2025", datetime(2025, 11, 1, 10, tzinfo=UTC)),
+        ("2025-11-01 10:00:00 +0100", datetime(2025, 11, 1, 9, tzinfo=UTC)),
+    ],
+)
+def test_zones_by_name_or_offset_keep_their_instant(written: str, expected: datetime) -> None:
+    assert parse_timestamp(written) == expected
+
+
+@pytest.mark.parametrize("zone", ["EST", "IST", "O"])
+def test_a_zone_name_without_a_known_offset_is_refused_not_taken_as_local_time(
+    zone: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dateutil would warn and return a naive time, which reads as local time: hours off."""
+    monkeypatch.setattr(time, "tzname", ("UTC", "UTC"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no UnknownTimezoneWarning either
+        with pytest.raises(UnknownZoneError, match=f"unknown time zone '{zone}'"):
+            parse_timestamp(f"2025-11-01 10:00:00 {zone}")
+        document = {**OURS, "timestamp": f"2025-11-01 10:00:00 {zone}"}
+        with pytest.raises(ValidationError, match="unknown time zone"):
+            parse_record(json.dumps(document))
+
+
+def test_the_local_zone_by_name_is_local_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "EST5EDT")
+    time.tzset()
+    try:
+        parsed = parse_timestamp("2025-01-15 10:00:00 EST")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert parsed == datetime(2025, 1, 15, 15, tzinfo=UTC)
 
 
 # -- validate: three verdicts ----------------------------------------------------------------
