@@ -16,7 +16,7 @@ from dateutil import parser as date_parser
 from dateutil import tz
 from pydantic import AfterValidator, BeforeValidator
 
-__all__ = ["Timestamp", "UnknownZoneError", "parse_timestamp"]
+__all__ = ["IncompleteDateError", "Timestamp", "UnknownZoneError", "parse_timestamp"]
 
 
 def parse_timestamp(value: Any) -> Any:
@@ -35,8 +35,8 @@ def parse_timestamp(value: Any) -> Any:
             parsed = parsed or date_parser.isoparse(value)
         except ValueError:
             try:
-                parsed = date_parser.parse(value, tzinfos=_known_zone)
-            except UnknownZoneError:
+                parsed = _parse_loose(value)
+            except (UnknownZoneError, IncompleteDateError):
                 raise
             except (ValueError, OverflowError) as exc:
                 parsed = _leap_second(value)
@@ -49,6 +49,26 @@ def parse_timestamp(value: Any) -> Any:
         except (OverflowError, ValueError):  # year 1 or 9999 in a zone that leaves the range
             raise ValueError("the instant is outside the years 1-9999 in UTC") from None
     return value
+
+
+class IncompleteDateError(ValueError):
+    """A time without its full date (``10:00``, ``Nov 1 10:00``)."""
+
+
+# Two days that differ in year, month and day: what dateutil fills in for missing parts.
+_FILLERS: Final = (datetime(2000, 1, 1), datetime(2001, 2, 2))
+
+
+def _parse_loose(value: str) -> datetime:
+    """A date-time in any form dateutil reads, with its full date and a known zone.
+
+    dateutil completes a partial date from its default (today); parsed against two defaults
+    that differ in every date part, a complete date reads the same both times.
+    """
+    first, second = (date_parser.parse(value, default=d, tzinfos=_known_zone) for d in _FILLERS)
+    if first != second:
+        raise IncompleteDateError(f"no full date in {value[:40]!r}: write year, month and day")
+    return first
 
 
 class UnknownZoneError(ValueError):

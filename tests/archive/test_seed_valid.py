@@ -28,7 +28,7 @@ from exporter.archive.files import read_record
 from exporter.archive.lenient import seed_problems
 from exporter.archive.lenient import seed_schema as shipped_seed_schema
 from exporter.archive.model import BatchRecord, parse_record
-from exporter.archive.timestamps import UnknownZoneError, parse_timestamp
+from exporter.archive.timestamps import IncompleteDateError, UnknownZoneError, parse_timestamp
 from exporter.cli.main import main
 from exporter.cli.validate import check_paths
 from exporter.index.store import ArchiveIndex, RecordSummary
@@ -338,6 +338,14 @@ def test_a_zone_name_without_a_known_offset_is_refused_not_taken_as_local_time(
         document = {**OURS, "timestamp": f"2025-11-01 10:00:00 {zone}"}
         with pytest.raises(ValidationError, match="unknown time zone"):
             parse_record(json.dumps(document))
+
+
+@pytest.mark.parametrize("written", ["10:00", "Nov 1 10:00", "Nov 2025"])
+def test_a_time_without_its_full_date_is_refused_not_dated_today(written: str) -> None:
+    """dateutil completes a partial date from today's: a record would move with the clock."""
+    with pytest.raises(IncompleteDateError, match="no full date"):
+        parse_timestamp(written)
+    assert parse_timestamp("Nov 1 2025 10:00") == datetime(2025, 11, 1, 10).astimezone()
 
 
 def test_the_local_zone_by_name_is_local_time(monkeypatch: pytest.MonkeyPatch) -> None:
