@@ -55,6 +55,9 @@ class IncompleteDateError(ValueError):
     """A time without its full date (``10:00``, ``Nov 1 10:00``)."""
 
 
+# A zone name glued to a signed number (GMT-5, CET+1): people mean the offset, POSIX and
+# dateutil read its opposite.
+_POSIX_ZONE: Final = re.compile(r"\b[A-Z]{1,5}[+-]\d{1,2}(?::?\d\d)?\b")
 # Two days that differ in year, month and day: what dateutil fills in for missing parts.
 _FILLERS: Final = (datetime(2000, 1, 1), datetime(2001, 2, 2))
 
@@ -65,6 +68,12 @@ def _parse_loose(value: str) -> datetime:
     dateutil completes a partial date from its default (today); parsed against two defaults
     that differ in every date part, a complete date reads the same both times.
     """
+    posix = _POSIX_ZONE.search(value)
+    if posix:
+        raise UnknownZoneError(
+            f"ambiguous time zone {posix.group()!r} (POSIX reads its sign the other way): "
+            "write the offset alone (+01:00) instead"
+        )
     first, second = (date_parser.parse(value, default=d, tzinfos=_known_zone) for d in _FILLERS)
     if first != second:
         raise IncompleteDateError(f"no full date in {value[:40]!r}: write year, month and day")

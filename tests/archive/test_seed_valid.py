@@ -10,6 +10,7 @@ index summary unchanged or be named in the record's ``unused`` with its reason.
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 import time
 import warnings
@@ -338,6 +339,16 @@ def test_a_zone_name_without_a_known_offset_is_refused_not_taken_as_local_time(
         document = {**OURS, "timestamp": f"2025-11-01 10:00:00 {zone}"}
         with pytest.raises(ValidationError, match="unknown time zone"):
             parse_record(json.dumps(document))
+
+
+@pytest.mark.parametrize("zone", ["UTC+3", "GMT-5", "CET+1"])
+def test_a_zone_name_glued_to_an_offset_is_refused_as_ambiguous(zone: str) -> None:
+    """dateutil reads GMT-5 the POSIX way, as +05:00: ten hours from what people mean."""
+    with pytest.raises(UnknownZoneError, match=re.escape(f"ambiguous time zone '{zone}'")):
+        parse_timestamp(f"2025-11-01 10:00:00 {zone}")
+    # an offset with the zone's name beside it, as mail and git write them, is read
+    expected = datetime(2025, 11, 1, 4, 30, tzinfo=UTC)
+    assert parse_timestamp("2025-11-01 10:00:00 +0530 (IST)") == expected
 
 
 @pytest.mark.parametrize("written", ["10:00", "Nov 1 10:00", "Nov 2025"])
