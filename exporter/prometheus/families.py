@@ -45,41 +45,19 @@ def exporter_families(
     status: ScanStatus, scan_errors: int, corrections: dict[str, int], late: int
 ) -> Iterator[Metric]:
     """The exporter's own families: what its last scan found, and what it could not count."""
-    yield GaugeMetricFamily(
-        contract.EXPORTER_RECORDS.prometheus_base,
-        contract.EXPORTER_RECORDS.help,
-        value=status.records,
-    )
-    yield GaugeMetricFamily(
-        contract.EXPORTER_INVALID_RECORDS.prometheus_base,
-        contract.EXPORTER_INVALID_RECORDS.help,
-        value=status.invalid,
-    )
-    yield GaugeMetricFamily(
-        contract.EXPORTER_LAST_SCAN_DURATION.prometheus_base,
-        contract.EXPORTER_LAST_SCAN_DURATION.help,
-        value=status.seconds,
-    )
-    yield GaugeMetricFamily(
-        contract.EXPORTER_LAST_SCAN_TIMESTAMP.prometheus_base,
-        contract.EXPORTER_LAST_SCAN_TIMESTAMP.help,
-        value=status.finished_at,
-    )
-    yield CounterMetricFamily(
-        contract.EXPORTER_SCAN_ERRORS.prometheus_base,
-        contract.EXPORTER_SCAN_ERRORS.help,
-        value=scan_errors,
-    )
-    corrected = CounterMetricFamily(
-        contract.EXPORTER_CORRECTIONS.prometheus_base,
-        contract.EXPORTER_CORRECTIONS.help,
-        labels=contract.EXPORTER_CORRECTIONS.labels,
-    )
+    for gauge, value in (
+        (contract.EXPORTER_RECORDS, status.records),
+        (contract.EXPORTER_INVALID_RECORDS, status.invalid),
+        (contract.EXPORTER_LAST_SCAN_DURATION, status.seconds),
+        (contract.EXPORTER_LAST_SCAN_TIMESTAMP, status.finished_at),
+    ):
+        yield GaugeMetricFamily(gauge.prometheus_base, gauge.help, value=value)
+    errors = contract.EXPORTER_SCAN_ERRORS
+    yield CounterMetricFamily(errors.prometheus_base, errors.help, value=scan_errors)
+    kinds = contract.EXPORTER_CORRECTIONS
+    corrected = CounterMetricFamily(kinds.prometheus_base, kinds.help, labels=kinds.labels)
     for kind, n in sorted(corrections.items()):
         corrected.add_metric([kind], n)
     yield corrected
-    yield CounterMetricFamily(
-        contract.EXPORTER_LATE_RECORDS.prometheus_base,
-        contract.EXPORTER_LATE_RECORDS.help,
-        value=late,
-    )
+    late_records = contract.EXPORTER_LATE_RECORDS
+    yield CounterMetricFamily(late_records.prometheus_base, late_records.help, value=late)
