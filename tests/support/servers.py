@@ -115,6 +115,7 @@ def start_server(
     *,
     ready_path: str = "/-/ready",
     timeout: float = 60.0,
+    env: dict[str, str] | None = None,
 ) -> Server:
     """Start ``argv(port)`` on a free port and wait until ``ready_path`` answers 200."""
     port = free_port()
@@ -122,7 +123,7 @@ def start_server(
     log_path = workdir / f"{kind}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            list(argv(port)), stdout=log, stderr=subprocess.STDOUT, cwd=workdir
+            list(argv(port)), stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env=env
         )
     server = Server(kind, f"http://{LOOPBACK}:{port}", process, log_path)
 
