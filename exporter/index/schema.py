@@ -47,14 +47,12 @@ CREATE TABLE IF NOT EXISTS models (
     output_tokens INTEGER NOT NULL, cache_read_tokens INTEGER NOT NULL, cost_usd REAL,
     cost_source TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS models_by_file ON models (file_id);
 CREATE TABLE IF NOT EXISTS stages (
     file_id INTEGER NOT NULL, stage INTEGER, duration_seconds REAL, items INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS stages_by_file ON stages (file_id);
 CREATE TABLE IF NOT EXISTS errors (file_id INTEGER NOT NULL, error_type TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS errors_by_file ON errors (file_id);
 """
+CHILD_TABLES: Final = ("models", "stages", "errors")
 # Indexes only queries use (writes find rows by name and file_id): a bulk load drops them and
 # builds them again from the loaded rows, which is faster than growing them row by row.
 READ_INDEXES: Final = {
@@ -68,17 +66,22 @@ READ_INDEXES: Final = {
     "files_by_operation_time": "files (operation, timestamp) WHERE invalid_reason IS NULL",
     "files_by_operation_batch": "files (operation, batch_id) WHERE invalid_reason IS NULL",
 }
-CREATE_READ_INDEXES: Final = [
-    f"CREATE INDEX IF NOT EXISTS {name} ON {what}" for name, what in READ_INDEXES.items()
+# How writes find a record's child rows (to delete them). A bulk load drops these too: its
+# rows arrive in file_id order, and one pass over them builds each index faster than inserting
+# into it row by row (0.3-0.6 s less at 100k records, for 0.15 s more at the end).
+CHILD_INDEXES: Final = {f"{table}_by_file": f"{table} (file_id)" for table in CHILD_TABLES}
+# What a bulk load drops while it writes and creates again afterwards.
+BULK_INDEXES: Final = {**READ_INDEXES, **CHILD_INDEXES}
+CREATE_BULK_INDEXES: Final = [
+    f"CREATE INDEX IF NOT EXISTS {name} ON {what}" for name, what in BULK_INDEXES.items()
 ]
 ALL_SCHEMA: Final = SCHEMA + "".join(
     f"{statement};\n"
-    for statement in (*CREATE_READ_INDEXES, *(s for r in ROLLUPS for s in r.schema))
+    for statement in (*CREATE_BULK_INDEXES, *(s for r in ROLLUPS for s in r.schema))
 )
 # What an index file must have been made with to be reused: the version above, and the exact
 # schema (tables, triggers, indexes), so a changed measure or trigger never meets old totals.
 FORMAT: Final = f"{FORMAT_VERSION}-{hashlib.sha256(ALL_SCHEMA.encode()).hexdigest()[:16]}"
-CHILD_TABLES: Final = ("models", "stages", "errors")
 
 
 # Statements are built once from the constant column list above; values always go through "?".

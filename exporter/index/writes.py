@@ -12,10 +12,10 @@ from typing import Final, NamedTuple
 
 from exporter.index.rollups import ROLLUPS
 from exporter.index.schema import (
+    BULK_INDEXES,
     CHILD_TABLES,
-    CREATE_READ_INDEXES,
+    CREATE_BULK_INDEXES,
     INSERT,
-    READ_INDEXES,
     SCALARS,
     meta,
     nested_json,
@@ -111,16 +111,16 @@ def next_id(db: sqlite3.Connection) -> int:
 
 @contextlib.contextmanager
 def bulk_load(db: sqlite3.Connection) -> Iterator[None]:
-    """Inside a write transaction: stop the row-by-row upkeep of rollups and read indexes
-    while the body writes, then rebuild both from the rows in one pass each."""
+    """Inside a write transaction: stop the row-by-row upkeep of rollups and indexes while
+    the body writes, then rebuild both from the rows in one pass each."""
     for statement in (
-        *(f"DROP INDEX IF EXISTS {name}" for name in READ_INDEXES),
+        *(f"DROP INDEX IF EXISTS {name}" for name in BULK_INDEXES),
         *(s for rollup in ROLLUPS for s in rollup.drop_triggers),
     ):
         db.execute(statement)
     yield
     rebuild_rollups(db)
-    for statement in CREATE_READ_INDEXES:
+    for statement in CREATE_BULK_INDEXES:
         db.execute(statement)
 
 
