@@ -79,6 +79,7 @@ def trends_rows(size: int, work: Path, target_size: int) -> list[Row]:
     name = f"trends --all, {size:,}"
     targeted = size == target_size
     speedup, memory = seed_s / warm_s, warm_mib / seed_mib
+    floor_ratio = timing.floor / seed_s
     SEED_SECONDS[size] = seed_s
     return [
         Row(name, "seed trend-analysis.py", f"{seed_s:.2f} s, {seed_mib:.0f} MiB"),
@@ -89,6 +90,8 @@ def trends_rows(size: int, work: Path, target_size: int) -> list[Row]:
             f"{cold_s / seed_s:.2f}",
             *_judged(targeted, "<= 0.5", cold_s / seed_s <= 0.5),
         ),
+        Row(name, "floor: read + validate beside the index's writes", f"{timing.floor:.2f} s"),
+        Row(name, "floor / seed (no build of this index can do better)", f"{floor_ratio:.2f}"),
         Row(name, "ours, warm (index current)", f"{warm_s:.2f} s, {warm_mib:.0f} MiB"),
         Row(
             name,

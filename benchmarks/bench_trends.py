@@ -40,23 +40,36 @@ def _timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, floa
 
 @dataclass(frozen=True)
 class TrendsTiming:
-    """Wall seconds and peak MiB of the seed's script and of ours, cold and warm."""
+    """Wall seconds and peak MiB of the seed's script and of ours, cold and warm; seconds of
+    the least any cold build of our index can take here (``bench_floor``)."""
 
     seed: tuple[float, float]
     cold: tuple[float, float]
     warm: tuple[float, float]
+    floor: float
 
 
 def measure_trends(size: int, work: Path) -> TrendsTiming:
-    """Run the seed's trend-analysis.py and ``trends --all`` (cold, then warm) on one archive."""
+    """Run the seed's trend-analysis.py and ``trends --all`` (cold, then warm) on one archive,
+    then ``bench_floor`` on it."""
     project = work / f"trends-{size}"
-    write_archive(project / ".ce/completed-batches", size)
+    archive = project / ".ce/completed-batches"
+    write_archive(archive, size)
     seed = extract_script("trend-analysis", work / "seed")
     env = {**os.environ, "PYTHONPATH": str(REPO), "BATCH_METRICS_INDEX": str(work / f"ix{size}")}
     ours = [sys.executable, "-m", "exporter.cli", "trends", "--all", "--no-save"]
     seed_run = _timed([sys.executable, str(seed), "--all"], project, env)
     cold = _timed(ours, project, env)
-    return TrendsTiming(seed_run, cold, _timed(ours, project, env))
+    warm = _timed(ours, project, env)
+    floor = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_floor", str(archive)],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return TrendsTiming(seed_run, cold, warm, float(floor.stdout))
 
 
 def bench_trends(size: int, work: Path) -> None:
@@ -65,7 +78,8 @@ def bench_trends(size: int, work: Path) -> None:
     print(
         f"{size:>7} records | seed {seed_t:6.2f} s {seed_m:6.0f} MiB | "
         f"ours cold {cold_t:6.2f} s {cold_m:6.0f} MiB ({seed_t / cold_t:4.1f}x) | "
-        f"warm {warm_t:5.2f} s {warm_m:5.0f} MiB ({seed_t / warm_t:5.1f}x)"
+        f"warm {warm_t:5.2f} s {warm_m:5.0f} MiB ({seed_t / warm_t:5.1f}x) | "
+        f"floor {t.floor:5.2f} s ({t.floor / seed_t:.2f} of the seed)"
     )
 
 
