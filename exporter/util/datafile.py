@@ -14,7 +14,7 @@ from typing import Final, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from exporter.util.errors import UserError, describe_validation_error
+from exporter.util.errors import EXIT_USAGE, UserError, describe_validation_error
 
 __all__ = ["MAX_DATA_FILE_BYTES", "DataFileError", "load_data_file"]
 
@@ -25,6 +25,8 @@ M = TypeVar("M", bound=BaseModel)
 
 class DataFileError(UserError):
     """A data file is missing, unreadable, too large or invalid; ``str()`` is one line."""
+
+    exit_code = EXIT_USAGE  # bad input, as every command's help says
 
 
 def load_data_file(model: type[M], packaged: str, path: Path | None, *, kind: str) -> M:
