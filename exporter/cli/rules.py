@@ -3,6 +3,8 @@
 The rules come from the thresholds file (the one ``trends`` reads: --thresholds, else
 BATCH_METRICS_THRESHOLDS, else the packaged one) and the PromQL of exporter/prometheus/promql.py.
 With --check FILE the exit status is 0 when FILE is up to date and 1 when it is stale.
+With --config-dir DIR, every file the thresholds shape under DIR (the rule file and the
+Grafana files) is written, or with --check checked, together.
 """
 
 from __future__ import annotations
@@ -12,24 +14,34 @@ import sys
 from pathlib import Path
 from typing import Final
 
+from exporter.cli.threshold_files import RULES_FILE, threshold_files
 from exporter.prometheus.rules import render_rules
-from exporter.signals.thresholds import load_thresholds
+from exporter.signals.thresholds import Thresholds, load_thresholds
+from exporter.util import generated
 from exporter.util.atomic import replace_atomically
-from exporter.util.errors import CommandError
+from exporter.util.errors import EXIT_USAGE, CommandError
 
 __all__ = ["DEFAULT_RULES_FILE", "add_arguments", "run"]
 
-DEFAULT_RULES_FILE: Final = Path("prometheus/rules/batch-metrics.rules.yml")
+DEFAULT_RULES_FILE: Final = RULES_FILE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "examples:\n"
         f"  batch-metrics rules --output {DEFAULT_RULES_FILE}\n"
-        f"  batch-metrics rules --check {DEFAULT_RULES_FILE}"
+        f"  batch-metrics rules --check {DEFAULT_RULES_FILE}\n"
+        "  batch-metrics rules --config-dir .    # the rule file and the Grafana files"
     )
     parser.add_argument(
         "--thresholds", type=Path, default=None, help="thresholds file (default: packaged)"
+    )
+    parser.add_argument(
+        "--config-dir",
+        type=Path,
+        metavar="DIR",
+        help="write (with --check: check) every file the thresholds shape under DIR: the rule "
+        "file and the Grafana files (DIR: a clone's root, or where 'stack --init' wrote)",
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
@@ -49,8 +61,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _config_dir(root: Path, thresholds: Thresholds, *, check: bool) -> int:
+    if not root.is_dir():
+        raise CommandError(f"--config-dir: no directory {root}", EXIT_USAGE)
+    rendered = threshold_files(thresholds)
+    try:
+        if check:
+            outdated = generated.stale(root, rendered)
+            for relative in outdated:
+                print(f"stale: {root / relative}", file=sys.stderr)
+            if outdated:
+                print(
+                    f"regenerate them with 'batch-metrics rules --config-dir {root}'",
+                    file=sys.stderr,
+                )
+                return 1
+            print(f"{root}: the rule file and the Grafana files are up to date", file=sys.stderr)
+            return 0
+        for relative in generated.write(root, rendered):
+            print(f"wrote {root / relative}", file=sys.stderr)
+    except OSError as exc:
+        raise CommandError(f"cannot update the files under {root}: {exc}") from exc
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    text = render_rules(load_thresholds(args.thresholds))
+    thresholds = load_thresholds(args.thresholds)
+    if args.config_dir is not None:
+        if args.output != "-" or args.check not in (None, DEFAULT_RULES_FILE):
+            raise CommandError("--config-dir takes neither --output nor a --check FILE", EXIT_USAGE)
+        return _config_dir(args.config_dir, thresholds, check=args.check is not None)
+    text = render_rules(thresholds)
     if args.check is not None:
         path: Path = args.check
         try:

@@ -13,7 +13,7 @@ import yaml
 from exporter.grafana import alerting, dashboards
 from exporter.grafana.panels import DATASOURCE_UID
 from exporter.signals.thresholds import Thresholds
-from exporter.util.atomic import replace_atomically
+from exporter.util import generated
 
 __all__ = [
     "DASHBOARDS_DIR",
@@ -112,24 +112,9 @@ def render(thresholds: Thresholds) -> dict[str, str]:
 
 def stale(root: Path, thresholds: Thresholds) -> list[str]:
     """Generated files that are missing under ``root`` or differ from what the code renders."""
-    out: list[str] = []
-    for relative, content in render(thresholds).items():
-        path = root / relative
-        try:
-            current = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            current = None
-        if current != content:
-            out.append(relative)
-    return out
+    return generated.stale(root, render(thresholds))
 
 
 def write(root: Path, thresholds: Thresholds) -> list[str]:
     """Write the files that changed (atomically); returns their relative paths."""
-    changed = stale(root, thresholds)
-    rendered = render(thresholds)
-    for relative in changed:
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        replace_atomically(path, rendered[relative])
-    return changed
+    return generated.write(root, render(thresholds))
