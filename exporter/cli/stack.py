@@ -14,6 +14,11 @@ runs. Grafana is not started: point yours at the Prometheus URL and load grafana
 --init writes the compose stack's files (docker-compose.yml, .env.example, prometheus/,
 alertmanager/, grafana/, otel-collector/, tempo/) into --config-dir (default: .) and exits;
 files you changed are kept unless --force.
+
+Alerts judge by the thresholds in effect (--thresholds, else BATCH_METRICS_THRESHOLDS, else
+the packaged file), as `trends` does: a stale rule file in --config-dir is replaced by the
+rules they give, with a warning, and --init writes the rule file and the Grafana files from
+them.
 """
 
 from __future__ import annotations
@@ -29,12 +34,16 @@ from pathlib import Path
 from types import FrameType
 
 from exporter.cli.options import fixed_port_number
+from exporter.cli.threshold_files import RULES_FILE, threshold_files
 from exporter.index.ledger import Ledger, ledger_path
 from exporter.index.store import ArchiveIndex
 from exporter.prometheus.blocks import BlocksError
 from exporter.prometheus.history import load_missing
+from exporter.prometheus.rules import render_rules
+from exporter.signals.thresholds import Thresholds, load_thresholds
 from exporter.stack.native import DEFAULT_PORTS, StackError, StackOptions, start_stack
 from exporter.stack.packaged import config_source, write_stack_files
+from exporter.util import generated
 from exporter.util.errors import EXIT_USAGE, CommandError
 
 __all__ = ["add_arguments", "run"]
@@ -76,6 +85,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--force", action="store_true", help="with --init: replace files that differ"
     )
     parser.add_argument(
+        "--thresholds",
+        type=Path,
+        metavar="PATH",
+        help="thresholds file (default: $BATCH_METRICS_THRESHOLDS, else the packaged one)",
+    )
+    parser.add_argument(
         "--ce-dir",
         type=Path,
         default=Path(".ce"),
@@ -105,12 +120,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _init(target: Path, *, force: bool) -> int:
+def _init(target: Path, thresholds: Thresholds, *, force: bool) -> int:
+    rendered = threshold_files(thresholds)
     try:
         written, kept = write_stack_files(target, overwrite=force)
+        # the packaged copies hold the packaged thresholds: the ones in effect may differ
+        mine = {str(relative) for relative in written}
+        shaped = generated.write(target, {k: v for k, v in rendered.items() if k in mine})
     except OSError as exc:
         raise CommandError(f"cannot write the stack's files into {target}: {exc}") from exc
     print(f"wrote {len(written)} files into {target}", file=sys.stderr)
+    if shaped:
+        print(
+            f"of which {len(shaped)} from the thresholds in effect: {', '.join(shaped)}",
+            file=sys.stderr,
+        )
     for relative in kept:
         print(f"kept {target / relative}: it differs (--force replaces it)", file=sys.stderr)
     print(
@@ -137,8 +161,9 @@ def _load_history(archive: Path, tsdb: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    thresholds = load_thresholds(args.thresholds)
     if args.init:
-        return _init(args.config_dir or Path(), force=args.force)
+        return _init(args.config_dir or Path(), thresholds, force=args.force)
     if args.force:
         raise CommandError("--force goes with --init", EXIT_USAGE)
     config_dir = config_source(args.config_dir)
@@ -157,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
         evaluation_interval=args.evaluation_interval,
         alert_for=args.alert_for,
         pushgateway=not args.no_pushgateway,
+        generated_rules={RULES_FILE.name: render_rules(thresholds)},
     )
     stop = threading.Event()
 

@@ -22,7 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -87,6 +87,9 @@ class StackOptions:
     evaluation_interval: str | None = None
     alert_for: str | None = None
     pushgateway: bool = True
+    # Rule files by name as the thresholds in effect give them: they replace the config
+    # dir's copies (with a warning) where those differ, so alerts judge as `trends` does.
+    generated_rules: Mapping[str, str] = field(default_factory=dict)
     ready_timeout: float = 60.0
 
 
@@ -135,7 +138,8 @@ def _override_for(rules_text: str, alert_for: str) -> str:
 def prometheus_config(options: StackOptions, rules_dir: Path) -> dict[str, Any]:
     """The compose stack's prometheus.yml, rewritten for loopback (see the module docstring).
 
-    The rule files it loads are copied into ``rules_dir`` (with ``for`` overridden if asked).
+    The rule files it loads are copied into ``rules_dir`` (with ``for`` overridden if asked),
+    or replaced by their :attr:`StackOptions.generated_rules` text where it differs.
     """
     source = options.config_dir / "prometheus" / "prometheus.yml"
     try:
@@ -154,6 +158,15 @@ def prometheus_config(options: StackOptions, rules_dir: Path) -> dict[str, Any]:
     copied = []
     for path in rule_files(config, source.parent):
         text = path.read_text(encoding="utf-8")
+        fresh = options.generated_rules.get(path.name)
+        if fresh is not None and text != fresh:
+            _log.warning(
+                "%s is stale for the thresholds in effect: the stack uses the rules they give "
+                "(update the file with: batch-metrics rules --config-dir %s)",
+                path,
+                options.config_dir,
+            )
+            text = fresh
         if options.alert_for:
             text = _override_for(text, options.alert_for)
         (rules_dir / path.name).write_text(text, encoding="utf-8")
