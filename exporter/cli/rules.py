@@ -61,23 +61,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _verdict(stale: list[Path], command: str, checked: str) -> int:
+    """What --check prints and returns: each stale file with the command that regenerates it."""
+    for path in stale:
+        print(f"{path} is stale: regenerate it with '{command}'", file=sys.stderr)
+    if not stale:
+        print(f"{checked} is up to date", file=sys.stderr)
+    return 1 if stale else 0
+
+
 def _config_dir(root: Path, thresholds: Thresholds, *, check: bool) -> int:
     if not root.is_dir():
         raise CommandError(f"--config-dir: no directory {root}", EXIT_USAGE)
     rendered = threshold_files(thresholds)
     try:
         if check:
-            outdated = generated.stale(root, rendered)
-            for relative in outdated:
-                print(f"stale: {root / relative}", file=sys.stderr)
-            if outdated:
-                print(
-                    f"regenerate them with 'batch-metrics rules --config-dir {root}'",
-                    file=sys.stderr,
-                )
-                return 1
-            print(f"{root}: the rule file and the Grafana files are up to date", file=sys.stderr)
-            return 0
+            stale = [root / relative for relative in generated.stale(root, rendered)]
+            command = f"batch-metrics rules --config-dir {root}"
+            return _verdict(stale, command, f"every file the thresholds shape under {root}")
         for relative in generated.write(root, rendered):
             print(f"wrote {root / relative}", file=sys.stderr)
     except OSError as exc:
@@ -98,14 +99,8 @@ def run(args: argparse.Namespace) -> int:
             current = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise CommandError(f"cannot read {path}: {exc.strerror or exc}", 2) from exc
-        if current != text:
-            print(
-                f"{path} is stale: regenerate it with 'batch-metrics rules --output {path}'",
-                file=sys.stderr,
-            )
-            return 1
-        print(f"{path} is up to date", file=sys.stderr)
-        return 0
+        stale = [path] if current != text else []
+        return _verdict(stale, f"batch-metrics rules --output {path}", str(path))
     if args.output == "-":
         sys.stdout.write(text)
         return 0
