@@ -25,7 +25,7 @@ from exporter.archive import files
 from exporter.archive.files import InvalidRecordFile
 from exporter.index.connection import open_index
 from exporter.index.parsing import parse_rows
-from exporter.index.writes import bulk_load, insert_rows
+from exporter.index.writes import bulk_load
 from exporter.util.cpu import gc_paused, usable_cores
 from exporter.util.paths import is_record_name
 
@@ -51,9 +51,9 @@ def measure_floor(archive: Path) -> float:
         with ProcessPoolExecutor(usable_cores(), mp_context=fork) as pool:
             validated = pool.map(_read_and_validate, [str(archive)] * len(chunks), chunks)
             db.execute("BEGIN IMMEDIATE")
-            with bulk_load(db):
+            with bulk_load(db) as write:
                 for rows in prepared:
-                    insert_rows(db, rows)
+                    write(rows)
             db.execute("COMMIT")
             if sum(validated) != sum(len(c) for c in chunks):
                 raise SystemExit("bench_floor: a chunk was not validated")

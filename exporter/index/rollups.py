@@ -7,9 +7,9 @@ serves twice:
 
 * the index creates a table for it, with triggers that add a row's measures when the row is
   inserted into the index and subtract them before it is deleted, in the same transaction
-  (:attr:`Rollup.schema`); a group whose rows are all gone is dropped. After a bulk load the
-  index drops the triggers and recomputes the table in one statement instead, with the same
-  upsert (:attr:`Rollup.rebuild`);
+  (:attr:`Rollup.schema`); a group whose rows are all gone is dropped. A bulk load drops the
+  triggers and adds each batch of rows in one statement instead, with the same upsert
+  (:attr:`Rollup.add_appended`); :attr:`Rollup.rebuild` recomputes a table from all rows;
 * :meth:`Rollup.scan_sql` computes the same sums over any selection of records, for reports
   that filter by time, where a maintained total cannot help.
 
@@ -92,9 +92,10 @@ class Rollup:
     def _measures(self) -> tuple[Measure, ...]:
         return (Measure("rows", "1"), *self.measures)
 
-    def _from(self, row: str) -> str:
+    def _from(self, row: str, *, appended: bool = False) -> str:
         """FROM and WHERE of the rows to add: the source rows aliased ``row`` (``NEW`` or
-        ``OLD`` in a trigger: only that row) that count, each with its record as ``f``."""
+        ``OLD`` in a trigger: only that row; with ``appended``, those whose rowid is above
+        ``?``) that count, each with its record as ``f``."""
         if row in ("NEW", "OLD"):
             link = "id" if self.source == "files" else "file_id"
             rows = f"FROM files f WHERE f.id = {row}.{link}"
@@ -102,6 +103,8 @@ class Rollup:
             rows = f"FROM files {row} WHERE TRUE"
         else:
             rows = f"FROM {self.source} {row} JOIN files f ON f.id = {row}.file_id WHERE TRUE"
+        if appended:
+            rows += f" AND {row}.rowid > ?"
         return f"{rows} AND {_VALID} AND ({self.condition.format(r=row)})"
 
     @property
@@ -135,14 +138,14 @@ class Rollup:
         parts.append(f"overflowed = overflowed OR {widened}")
         return ", ".join(parts)
 
-    def _upsert(self, row: str, sign: str) -> str:
+    def _upsert(self, row: str, sign: str, *, appended: bool = False) -> str:
         """Add (``+``) or subtract (``-``) the measures of the rows :meth:`_from` selects,
         one row at a time, to their groups: the triggers' statement, and the rebuild's."""
         keys = ", ".join(k.expr.format(r=row) for k in self.keys)
         sums = ", ".join(f"{sign}({m.expr.format(r=row)})" for m in self._measures())
         return (
             f"INSERT INTO {self.table} ({', '.join(self.columns)}) "
-            f"SELECT {keys}, {sums} {self._from(row)} "
+            f"SELECT {keys}, {sums} {self._from(row, appended=appended)} "
             f"ON CONFLICT ({self._unique_key}) DO UPDATE SET {self._update()}"
         )
 
@@ -188,6 +191,13 @@ class Rollup:
         upsert, row by row in one statement: the same compensated sums, and the same
         ``overflowed`` flag on exactly the groups whose integer sums leave 64 bits."""
         return [f"DELETE FROM {self.table}", self._upsert(self.alias, "+")]
+
+    @property
+    def add_appended(self) -> str:
+        """The rebuild's upsert over the source rows whose rowid is above ``?``: how a bulk
+        load adds each batch it appends (no row is deleted meanwhile, and SQLite gives an
+        appended row a rowid above every existing one)."""
+        return self._upsert(self.alias, "+", appended=True)
 
     @staticmethod
     def overflowed(row: Sequence[Any]) -> bool:

@@ -284,9 +284,9 @@ class ArchiveIndex:
             drop_rows(db, changed)
             first_id = next_id(db)
             if bulk:
-                with bulk_load(db), gc_paused():
+                with bulk_load(db) as write, gc_paused():
                     for rows in parse_rows(self.archive, names, first_id):
-                        insert_rows(db, rows)
+                        write(rows)
                         stored.update(rows.stored)
                         newly_invalid.update(rows.invalid)
                 ids = range(first_id, first_id + len(names))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Final, NamedTuple
 
 from exporter.index.rollups import ROLLUPS
@@ -109,18 +109,35 @@ def next_id(db: sqlite3.Connection) -> int:
     return int(first)
 
 
+def _last_rowid(db: sqlite3.Connection, table: str) -> int:
+    (last,) = db.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {table}").fetchone()  # noqa: S608
+    return int(last)
+
+
 @contextlib.contextmanager
-def bulk_load(db: sqlite3.Connection) -> Iterator[None]:
+def bulk_load(db: sqlite3.Connection) -> Iterator[Callable[[Rows], None]]:
     """Inside a write transaction: stop the row-by-row upkeep of rollups and indexes while
-    the body writes, then rebuild both from the rows in one pass each."""
+    the body writes, and give it the function that writes a batch of rows.
+
+    Each batch is added to the rollups by one statement per rollup (the triggers' upsert over
+    the rows just appended), so that this runs while the next batch is parsed; the indexes are
+    built again at the end, each in one pass.
+    """
     for statement in (
         *(f"DROP INDEX IF EXISTS {name}" for name in BULK_INDEXES),
         *(s for rollup in ROLLUPS for s in rollup.drop_triggers),
     ):
         db.execute(statement)
-    yield
-    rebuild_rollups(db)
-    for statement in CREATE_BULK_INDEXES:
+    sources = sorted({rollup.source for rollup in ROLLUPS})
+
+    def write(rows: Rows) -> None:
+        last = {source: _last_rowid(db, source) for source in sources}
+        insert_rows(db, rows)
+        for rollup in ROLLUPS:
+            db.execute(rollup.add_appended, (last[rollup.source],))
+
+    yield write
+    for statement in (*(s for rollup in ROLLUPS for s in rollup.schema), *CREATE_BULK_INDEXES):
         db.execute(statement)
 
 

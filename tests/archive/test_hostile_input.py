@@ -423,7 +423,7 @@ def test_counts_whose_sum_leaves_64_bits_are_one_error_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], selection: list[str], waves: tuple[int, ...]
 ) -> None:
     # Each count is within the model's bounds (2**53); 1100 of them add up past 2**63, where
-    # SQLite's sums fail (a scan, a bulk rebuild) or turn into floats (the rollup triggers).
+    # SQLite's sums fail (a scan) or turn into floats (the rollups' upsert, in a bulk load too).
     archive = tmp_path / "archive"
     archive.mkdir()
     huge = {"total_items": 2**53, "success_count": 2**53}

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from exporter.index import parsing as index_parsing
 from exporter.index import writes as index_writes
 from exporter.index.rollups import ROLLUPS, Rollup
 from exporter.index.store import ArchiveIndex, RecordFilter, SumOverflowError
@@ -245,14 +246,26 @@ def rebuilds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return counted
 
 
-def test_a_bulk_refresh_recomputes_the_totals_and_triggers_keep_them_after(
-    tmp_path: Path, rebuilds: list[int]
+def test_a_bulk_refresh_adds_the_totals_batch_by_batch_and_triggers_keep_them_after(
+    tmp_path: Path, rebuilds: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     archive = tmp_path / "archive"
     write_archive(archive, 1200, seed=5, every_nth_without=9)
+    monkeypatch.setattr(index_parsing, "PARALLEL_FROM", 100)  # parsed in worker batches
+    monkeypatch.setattr(index_parsing, "usable_cores", lambda: 2)  # even on a 1-core host
+    batches: list[int] = []
+    insert = index_writes.insert_rows
+
+    def counting(db: Any, rows: index_writes.Rows) -> None:
+        batches.append(len(rows.files))
+        insert(db, rows)
+
+    monkeypatch.setattr(index_writes, "insert_rows", counting)
     with ArchiveIndex(archive, tmp_path / "ix.sqlite") as index:
-        index.refresh()  # 1200 new records: one recomputation, no row-by-row upkeep
-        assert rebuilds == [1]
+        index.refresh()  # 1200 new records: added per batch, no row-by-row upkeep, no rebuild
+        assert len(batches) > 1
+        assert sum(batches) == 1200
+        assert rebuilds == []
         triggers = {
             n for (n,) in index.select("SELECT name FROM sqlite_master WHERE type='trigger'")
         }
@@ -266,7 +279,7 @@ def test_a_bulk_refresh_recomputes_the_totals_and_triggers_keep_them_after(
         _put(archive, 0, json.loads((archive / names[3]).read_text(encoding="utf-8")))
         (archive / names[4]).write_text("[]", encoding="utf-8")  # now invalid
         index.refresh(full=True)  # a few changes: kept by the triggers
-        assert rebuilds == [1]
+        assert rebuilds == []
         _assert_totals_match_scans(index)
         assert len(index) == 1200 - 3 - 1 + 1
 
@@ -289,7 +302,7 @@ def test_an_update_of_an_indexed_row_is_refused(tmp_path: Path) -> None:
 def test_an_overflowed_total_is_refused_until_a_full_rescan_recounts(
     tmp_path: Path, waves: tuple[int, ...]
 ) -> None:
-    # 1100 runs of 2**53 tokens pass 2**63. Whether a bulk rebuild or the triggers added them,
+    # 1100 runs of 2**53 tokens pass 2**63. Whether a bulk load or the triggers added them,
     # that group's totals are refused (and only that group's); removing runs until the sum
     # fits again does not bring the lost digits back, and only a full rescan recounts.
     archive = tmp_path / "archive"
@@ -317,7 +330,7 @@ def test_an_overflowed_total_is_refused_until_a_full_rescan_recounts(
         index.refresh()
         with pytest.raises(SumOverflowError):
             compute_trends(index, thresholds)
-        # only execute's group overflowed, in a bulk rebuild as with the triggers
+        # only execute's group overflowed, in a bulk load as with the triggers
         review = RecordFilter(operation="review")
         tokens = compute_trends(index, thresholds, review).operations["review"].tokens
         assert tokens.input_tokens == 2**53 + 1
@@ -379,10 +392,11 @@ def test_a_full_rescan_recounts_overflowed_totals_once_per_state_of_the_rows(
         }
         (archive / f"batch-{n}-execute.json").write_text(json.dumps(record))
     with ArchiveIndex(archive, tmp_path / "ix.sqlite") as index:
-        index.refresh()  # a bulk build: one rebuild, the group flagged
+        index.refresh()  # a bulk build: added batch by batch, the group flagged
+        assert rebuilds == []
         index.refresh(full=True)  # flagged: recount once
         index.refresh(full=True)  # nothing changed since: no recount
-        assert len(rebuilds) == 2
+        assert len(rebuilds) == 1
         (archive / "batch-0-execute.json").unlink()
         index.refresh(full=True)  # the rows changed: recount again
-        assert len(rebuilds) == 3
+        assert len(rebuilds) == 2
