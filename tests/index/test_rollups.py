@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from exporter.index import parsing as index_parsing
 from exporter.index import writes as index_writes
+from exporter.index.readback import ReadBack
 from exporter.index.rollups import ROLLUPS, Rollup
 from exporter.index.store import ArchiveIndex, RecordFilter, SumOverflowError
 from exporter.reports.trends import compute_trends
@@ -282,6 +283,31 @@ def test_a_bulk_refresh_adds_the_totals_batch_by_batch_and_triggers_keep_them_af
         assert rebuilds == []
         _assert_totals_match_scans(index)
         assert len(index) == 1200 - 3 - 1 + 1
+
+
+def test_a_bulk_change_of_an_indexed_archive_keeps_the_totals(
+    tmp_path: Path, rebuilds: list[int]
+) -> None:
+    # Most records rewritten and some removed at once: the removals go through the triggers,
+    # the new rows are added batch by batch; the totals must be those of the rows left.
+    archive = tmp_path / "archive"
+    write_archive(archive, 1200, seed=6, every_nth_without=7)
+    with ArchiveIndex(archive, tmp_path / "ix.sqlite") as index:
+        index.refresh()
+        names = sorted(p.name for p in archive.iterdir())
+        for name in names[:60]:
+            (archive / name).unlink()
+        for n, name in enumerate(names[60:1160]):
+            record = json.loads((archive / name).read_text(encoding="utf-8"))
+            record["duration_seconds"] = 1000.0 + n / 7
+            _put(archive, n, record)  # under another name: the old one goes
+            (archive / name).unlink()
+        result = index.refresh(full=True)
+        assert isinstance(result.added, ReadBack)  # went the bulk way
+        assert len(result.added) == 1100
+        assert rebuilds == []
+        _assert_totals_match_scans(index)
+        assert len(index) == 1200 - 60
 
 
 def test_an_update_of_an_indexed_row_is_refused(tmp_path: Path) -> None:
