@@ -35,9 +35,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Final, NamedTuple
 
-from exporter.index.schema import from_row, nested_json
 from exporter.index.store import ENV_INDEX, default_index_path
-from exporter.index.summary import RecordSummary
+from exporter.index.summary import RecordSummary, summary_of
 
 __all__ = [
     "LATE_AFTER_SECONDS",
@@ -84,9 +83,20 @@ def counts_live(end: float, first_seen: float, cutover: float) -> bool:
 
 
 def _counted(summary: RecordSummary | None) -> str | None:
+    """What a live record was counted as, as the ledger keeps it: a JSON array of the
+    summary's scalar fields (``file`` first), then its nested tuples as one JSON text (null
+    when all are empty)."""
     if summary is None:
         return None
-    return json.dumps([*summary[:-3], nested_json(summary)], separators=(",", ":"))
+    nested = summary[-3:]
+    text = json.dumps(nested, separators=(",", ":")) if any(nested) else None
+    return json.dumps([*summary[:-3], text], separators=(",", ":"))
+
+
+def _counted_as(text: str) -> RecordSummary:
+    """The summary :func:`_counted` kept."""
+    *fields, nested = json.loads(text)
+    return summary_of(fields[0], fields[1:], *(json.loads(nested) if nested else ()))
 
 
 class Decided(NamedTuple):
@@ -138,7 +148,7 @@ class LedgerWrite:
         rows = self._db.execute(
             "SELECT name, summary FROM decided WHERE live=1 AND summary IS NOT NULL"
         ).fetchall()
-        return {name: from_row(json.loads(text)) for name, text in rows}
+        return {name: _counted_as(text) for name, text in rows}
 
     def bury(self, summaries: Iterable[RecordSummary]) -> None:
         """Keep what these live records were counted as: their files are gone or rewritten

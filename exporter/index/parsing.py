@@ -1,16 +1,17 @@
 """Reading and parsing record files for the index, across every core when there are many.
 
 Parsing is what a first index build spends its time on (the read, pydantic validation and the
-projection onto a summary, together ~100 us a record), and each file is independent. Two ways:
+projection onto the index's fields, together ~40 us a record), and each file is independent.
+Two ways:
 
 * :func:`parse_files` parses in this process and gives each file's :class:`Parsed` outcome
-  (its summary): what an incremental refresh of a few files needs;
+  (its projection): what an incremental refresh of a few files needs;
 * :func:`parse_rows` is for bulk loads: above :data:`PARALLEL_FROM` files the names are split
   into chunks that worker processes (one per core) turn into the index's rows, ready to insert
   (:class:`~exporter.index.writes.Rows`). Rows are plain tuples, which cross the process
-  boundary about six times cheaper than the summaries' named tuples, and the parent only
-  inserts them. Workers are forked when the process has a single thread (cheapest), else
-  started with ``forkserver`` (forking a threaded process, such as ``serve``, is unsafe).
+  boundary about six times cheaper than named tuples, and the parent only inserts them.
+  Workers are forked when the process has a single thread (cheapest), else started with
+  ``forkserver`` (forking a threaded process, such as ``serve``, is unsafe).
 
 Both pause the cyclic garbage collector (:func:`exporter.util.cpu.gc_paused`).
 """
@@ -25,7 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Final, NamedTuple
 
-from exporter.index.summary import RecordSummary, summarize
+from exporter.index.summary import Projection, project
 from exporter.index.writes import FileIdentity, Rows, rows_of
 from exporter.util.cpu import gc_paused, usable_cores
 
@@ -43,11 +44,11 @@ _CHUNKS_PER_WORKER: Final = 8
 
 class Parsed(NamedTuple):
     """One file's outcome: its identity (size, mtime_ns, inode; None if it vanished), and
-    either its summary or the reason it is not a valid record."""
+    either what the index stores of the record or the reason it is not a valid record."""
 
     name: str
     identity: FileIdentity | None
-    summary: RecordSummary | None
+    projected: Projection | None
     reason: str | None
 
 
@@ -75,7 +76,7 @@ def _parse(archive: str, names: Sequence[str]) -> list[Parsed]:
             out.append(Parsed(name, identity, None, exc.reason))
             continue
         identity = (st.st_size, st.st_mtime_ns, signed_inode(st.st_ino))
-        out.append(Parsed(name, identity, summarize(record, name), None))
+        out.append(Parsed(name, identity, project(record), None))
     return out
 
 

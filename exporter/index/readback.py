@@ -6,22 +6,29 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
-from exporter.index.schema import SELECT_MANY, from_row
 from exporter.index.summary import END_SQL, RecordFilter, RecordSummary
 
 __all__ = ["ChangedMeanwhileError", "ReadBack", "added_ends", "added_names"]
 
 _NAMES = "SELECT f.id, f.name FROM files f WHERE {where} AND f.id BETWEEN ? AND ? ORDER BY f.id"
 _ENDS = f"SELECT f.name, {END_SQL} FROM files f WHERE {{where}} AND f.id BETWEEN ? AND ?"  # noqa: S608
-_ROWS = SELECT_MANY + "{where} AND f.id BETWEEN ? AND ? ORDER BY f.id"
 
 
-class Select(Protocol):
-    """:meth:`ArchiveIndex.select <exporter.index.store.ArchiveIndex.select>`."""
+class Index(Protocol):
+    """What is read back from: :class:`~exporter.index.store.ArchiveIndex`."""
 
-    def __call__(
+    def select(
         self, sql: str, params: Sequence[object] = (), where: RecordFilter | None = None
     ) -> list[tuple[Any, ...]]: ...
+
+    def read(
+        self,
+        condition: str = "TRUE",
+        params: Sequence[object] = (),
+        *,
+        where: RecordFilter | None = None,
+        order: str = "f.id",
+    ) -> list[RecordSummary]: ...
 
 
 class ReadBack(Sequence[RecordSummary]):
@@ -37,8 +44,8 @@ class ReadBack(Sequence[RecordSummary]):
     a caller learnt and the summaries it gets never disagree.
     """
 
-    def __init__(self, select: Select, ids: range, count: int) -> None:
-        self._select = select
+    def __init__(self, index: Index, ids: range, count: int) -> None:
+        self._index = index
         self._ids = (ids.start, ids.stop - 1)
         self._count = count
         self._listed: tuple[list[int], list[str]] | None = None  # valid rows' ids and names
@@ -55,16 +62,16 @@ class ReadBack(Sequence[RecordSummary]):
         summaries back: one query."""
         if self._summaries is not None:
             return {s.file: s.end_timestamp for s in self._summaries}
-        return dict(self._select(_ENDS, self._ids))
+        return dict(self._index.select(_ENDS, self._ids))
 
     def _listing(self) -> tuple[list[int], list[str]]:
         if self._listed is None:
-            rows = self._select(_NAMES, self._ids)
+            rows = self._index.select(_NAMES, self._ids)
             self._listed = [i for i, _ in rows], [n for _, n in rows]
         return self._listed
 
     def _read(self, first: int, last: int) -> list[RecordSummary]:
-        return [from_row(r) for r in self._select(_ROWS, (first, last))]
+        return self._index.read("f.id BETWEEN ? AND ?", (first, last))
 
     def _loaded(self) -> list[RecordSummary]:
         if self._summaries is None:

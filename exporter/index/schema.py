@@ -6,18 +6,19 @@ Internal to :mod:`exporter.index`; the tables are described in :mod:`exporter.in
 from __future__ import annotations
 
 import hashlib
-import json
+import itertools
+import operator
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from exporter.index.rollups import ROLLUPS
-from exporter.index.summary import ModelTokens, RecordSummary, StageSummary
+from exporter.index.summary import ModelTokens, RecordSummary, StageSummary, summary_of
 
-FORMAT_VERSION: Final = 7  # bump when RecordSummary or what is stored of a record changes
+FORMAT_VERSION: Final = 8  # bump when RecordSummary or what is stored of a record changes
 
 # The scalar fields of RecordSummary, stored as columns, in field order (between ``file`` and
-# the three nested tuples, which are stored together as one JSON column).
+# the three nested tuples, which are the rows of the child tables).
 SCALARS: Final = RecordSummary._fields[1:-3]
 
 _REAL: Final = frozenset({"timestamp", "duration_seconds", "estimated_cost", "parallel_efficiency"})
@@ -39,8 +40,7 @@ CREATE TABLE IF NOT EXISTS files (
     mtime_ns INTEGER NOT NULL,
     inode INTEGER NOT NULL,
     invalid_reason TEXT,
-    {", ".join(f"{c} {_column_type(c)}" for c in SCALARS)},
-    nested TEXT
+    {", ".join(f"{c} {_column_type(c)}" for c in SCALARS)}
 );
 CREATE TABLE IF NOT EXISTS models (
     file_id INTEGER NOT NULL, model TEXT NOT NULL, input_tokens INTEGER NOT NULL,
@@ -84,43 +84,69 @@ ALL_SCHEMA: Final = SCHEMA + "".join(
 FORMAT: Final = f"{FORMAT_VERSION}-{hashlib.sha256(ALL_SCHEMA.encode()).hexdigest()[:16]}"
 
 
-# Statements are built once from the constant column list above; values always go through "?".
+# Statements are built once from the constant column lists here; values always go through "?".
 COLUMNS: Final = ", ".join(SCALARS)
-SELECT_ONE: Final = (
-    f"SELECT name, {COLUMNS}, nested FROM files "  # noqa: S608
-    "WHERE name=? AND invalid_reason IS NULL"
-)
-SELECT_MANY: Final = f"SELECT name, {COLUMNS}, nested FROM files f WHERE "  # noqa: S608
-_PLACEHOLDERS: Final = ", ".join("?" * (len(SCALARS) + 7))
+_PLACEHOLDERS: Final = ", ".join("?" * (len(SCALARS) + 6))
 INSERT: Final = (
     "INSERT INTO files (id, name, size, mtime_ns, inode, invalid_reason, "  # noqa: S608
-    f"{COLUMNS}, nested) VALUES ({_PLACEHOLDERS})"
+    f"{COLUMNS}) VALUES ({_PLACEHOLDERS})"
+)
+# A summary is read back from its record's row and its child rows, in the order they were
+# written (a child table's rowid grows with every insert): the fields of its ModelTokens, of
+# its StageSummaries, and its error types.
+_SELECT_FILES: Final = (
+    f"SELECT f.id, f.name, {', '.join(f'f.{c}' for c in SCALARS)} "  # noqa: S608
+    "FROM files f WHERE {where} ORDER BY {order}"
+)
+_SELECT_CHILDREN: Final = tuple(
+    f"SELECT c.file_id, {', '.join(f'c.{c}' for c in columns)} FROM {table} c "  # noqa: S608
+    "JOIN files f ON f.id = c.file_id WHERE {where} ORDER BY c.file_id, c.rowid"
+    for table, columns in (
+        ("models", ModelTokens._fields),
+        ("stages", StageSummary._fields),
+        ("errors", ("error_type",)),
+    )
 )
 
 
-_COMPACT: Final = json.JSONEncoder(separators=(",", ":"))  # one encoder, not one per call
-
-
-def nested_json(s: RecordSummary) -> str | None:
-    if not (s.models or s.stage_durations or s.error_types):
-        return None
-    return _COMPACT.encode([s.models, s.stage_durations, s.error_types])
-
-
-def from_row(row: Sequence[Any]) -> RecordSummary:
-    """``row`` is (name, *scalars, nested) as the SELECT statements above return it."""
-    nested = row[-1]
-    if nested is None:
-        return RecordSummary._make((*row[:-1], (), (), ()))
-    models, stages, errors = json.loads(nested)
-    return RecordSummary._make(
-        (
-            *row[:-1],
-            tuple(ModelTokens._make(m) for m in models),
-            tuple(StageSummary._make(st) for st in stages),
-            tuple(errors),
+def read_summaries(
+    db: sqlite3.Connection, where: str, params: Sequence[object], order: str = "f.id"
+) -> list[RecordSummary]:
+    """The summaries of the rows of ``files f`` that the condition ``where`` selects (with
+    ``params``), in ``order``: four queries, in one read transaction (the caller's, if it
+    holds one), so a record and its child rows are always read as one state of the index."""
+    own = not db.in_transaction
+    if own:
+        db.execute("BEGIN")
+    try:
+        rows = db.execute(
+            _SELECT_FILES.replace("{where}", where).replace("{order}", order), params
+        ).fetchall()
+        models, stages, errors = (
+            _by_file(db.execute(sql.replace("{where}", where), params)) for sql in _SELECT_CHILDREN
         )
-    )
+    finally:
+        if own and db.in_transaction:
+            db.execute("COMMIT")
+    none: tuple[Any, ...] = ()
+    return [
+        summary_of(
+            row[1],
+            row[2:],
+            models.get(row[0], none),
+            stages.get(row[0], none),
+            (e for (e,) in errors.get(row[0], none)),
+        )
+        for row in rows
+    ]
+
+
+def _by_file(rows: Iterable[Sequence[Any]]) -> dict[int, list[Sequence[Any]]]:
+    """Child rows (file_id first, in file_id order) grouped by record, without the file_id."""
+    found: dict[int, list[Sequence[Any]]] = {}
+    for file_id, group in itertools.groupby(rows, operator.itemgetter(0)):
+        found[file_id] = [row[1:] for row in group]
+    return found
 
 
 def meta(db: sqlite3.Connection, key: str) -> str | None:

@@ -47,13 +47,7 @@ from exporter.index.connection import open_in_child, open_index
 from exporter.index.parsing import parse_files, parse_rows, signed_inode
 from exporter.index.queries import Snapshot, SumOverflowError, query
 from exporter.index.readback import ReadBack, added_ends, added_names
-from exporter.index.schema import (
-    SELECT_MANY,
-    SELECT_ONE,
-    from_row,
-    meta,
-    set_meta,
-)
+from exporter.index.schema import meta, read_summaries, set_meta
 from exporter.index.summary import (
     END_SQL,
     ModelTokens,
@@ -64,6 +58,7 @@ from exporter.index.summary import (
     summarize,
 )
 from exporter.index.writes import (
+    NAMES_PER_QUERY,
     FileIdentity,
     bulk_load,
     count_write,
@@ -290,7 +285,7 @@ class ArchiveIndex:
                         stored.update(rows.stored)
                         newly_invalid.update(rows.invalid)
                 ids = range(first_id, first_id + len(names))
-                added = ReadBack(self.select, ids, len(stored) - len(newly_invalid))
+                added = ReadBack(self, ids, len(stored) - len(newly_invalid))
             else:
                 rows = rows_of(outcomes, first_id, keep=True)
                 insert_rows(db, rows)
@@ -331,7 +326,6 @@ class ArchiveIndex:
         then the rows no longer say what this instance's consumers counted, and the deltas of
         this refresh cannot correct them: the result says ``reset``.
         """
-        found: list[RecordSummary] = []
         reset = False
         for name in names:
             identity = self._db.execute(
@@ -339,10 +333,12 @@ class ArchiveIndex:
             ).fetchone()
             if identity is None or tuple(identity) != known.get(name):
                 reset = True
-            row = self._db.execute(SELECT_ONE, (name,)).fetchone()
-            if row is not None:
-                found.append(from_row(row))
-        return found, reset
+        found: dict[str, RecordSummary] = {}
+        for start in range(0, len(names), NAMES_PER_QUERY):
+            chunk = names[start : start + NAMES_PER_QUERY]
+            where = f"f.invalid_reason IS NULL AND f.name IN ({', '.join('?' * len(chunk))})"
+            found.update((s.file, s) for s in read_summaries(self._db, where, chunk))
+        return [found[name] for name in names if name in found], reset
 
     def _invalid_cache(self) -> dict[str, str]:
         if self._invalid is None:
@@ -400,11 +396,21 @@ class ArchiveIndex:
             since=since.timestamp() if isinstance(since, datetime) else since,
             recent=recent,
         )
-        rows = self.select(
-            SELECT_MANY + "{where} ORDER BY f.timestamp, f.name",
-            where=where,
-        )
-        return [from_row(r) for r in rows]
+        return self.read(where=where, order="f.timestamp, f.name")
+
+    def read(
+        self,
+        condition: str = "TRUE",
+        params: Sequence[object] = (),
+        *,
+        where: RecordFilter | None = None,
+        order: str = "f.id",
+    ) -> list[RecordSummary]:
+        """The summaries of the valid records that ``condition`` on ``files f`` (with
+        ``params``) and ``where`` select, in ``order``, as one state of the index."""
+        wanted, extra = (where or RecordFilter()).sql()
+        with self._locked() as db:
+            return read_summaries(db, f"{wanted} AND ({condition})", [*extra, *params], order)
 
     def end_times(self) -> dict[str, float]:
         """Every valid record's file name and end time (the window rule's time)."""

@@ -1,12 +1,13 @@
 """What the index keeps of a record, which records a query covers, what a refresh changed.
 
 :class:`RecordSummary` is the flat projection of a record that reports and the Prometheus
-exporter read; :func:`summarize` makes one from a validated record.
+exporter read; :func:`project` turns a validated record into the parts the index stores,
+:func:`summarize` into a summary.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, NamedTuple
 
@@ -16,11 +17,14 @@ if TYPE_CHECKING:
 __all__ = [
     "END_SQL",
     "ModelTokens",
+    "Projection",
     "RecordFilter",
     "RecordSummary",
     "RefreshResult",
     "StageSummary",
+    "project",
     "summarize",
+    "summary_of",
 ]
 
 
@@ -79,60 +83,104 @@ class RecordSummary(NamedTuple):
         return self.timestamp + (self.duration_seconds or 0.0)
 
 
-def summarize(record: BatchRecord, file: str) -> RecordSummary:
-    """Project a validated record onto the fields the index keeps."""
+# A record as the index stores it: the scalar fields of RecordSummary (``batch_id`` to
+# ``read_elsewhere``, in field order), then the fields of its ModelTokens, of its
+# StageSummaries, and its error types, each as plain tuples: what a row is made of.
+Projection = tuple[
+    tuple[object, ...], list[tuple[object, ...]], list[tuple[object, ...]], list[str]
+]
+
+
+def project(record: BatchRecord) -> Projection:
+    """Project a validated record onto the fields the index keeps, as plain tuples.
+
+    A first index build projects a hundred thousand records straight into rows: no named
+    tuple is made here (:func:`summary_of` makes the summary when one is wanted).
+    """
     from exporter.archive.lenient import read_elsewhere  # noqa: PLC0415 (pydantic: load late)
 
     m = record.metrics
     elsewhere = read_elsewhere(record)
     usage = elsewhere.usage
     opt = record.optimization_metrics
-    # Written out, not generated: a first index build projects a hundred thousand records.
     by_model = usage.by_model if usage is not None else None
-    models: tuple[ModelTokens, ...] = ()
-    if by_model:
-        models = tuple(
-            [
-                ModelTokens(
-                    u.model,
-                    u.input_tokens,
-                    u.output_tokens,
-                    u.cache_read_tokens,
-                    u.cost_usd,
-                    u.cost_source,
-                )
-                for u in by_model
-            ]
-        )
     stage_durations = m.stage_durations
     errors = m.errors
-    return RecordSummary(
-        file,
-        record.batch_id,
-        record.operation,
-        record.timestamp.timestamp(),
-        record.duration_seconds,
-        record.run_id,
-        record.source,
-        record.status,
-        m.total_items,
-        m.success_count,
-        m.failure_count,
-        m.partial_count,
-        m.stages,
-        usage.input_tokens if usage is not None else None,
-        usage.output_tokens if usage is not None else None,
-        usage.total_tokens if usage is not None else None,
-        usage.estimated_cost if usage is not None else None,
-        usage.cost_source if usage is not None else None,
-        opt.parallel_efficiency if opt is not None else None,
-        ",".join(elsewhere.fields) or None,
-        models,
-        tuple([StageSummary(x.stage, x.duration_seconds, len(x.items)) for x in stage_durations])
+    # Written out, not generated from the field names: this runs once per record.
+    return (
+        (
+            record.batch_id,
+            record.operation,
+            record.timestamp.timestamp(),
+            record.duration_seconds,
+            record.run_id,
+            record.source,
+            record.status,
+            m.total_items,
+            m.success_count,
+            m.failure_count,
+            m.partial_count,
+            m.stages,
+            *(
+                (
+                    usage.input_tokens,
+                    usage.output_tokens,
+                    usage.total_tokens,
+                    usage.estimated_cost,
+                    usage.cost_source,
+                )
+                if usage is not None
+                else _NO_USAGE
+            ),
+            opt.parallel_efficiency if opt is not None else None,
+            ",".join(elsewhere.fields) or None,
+        ),
+        [
+            (
+                u.model,
+                u.input_tokens,
+                u.output_tokens,
+                u.cache_read_tokens,
+                u.cost_usd,
+                u.cost_source,
+            )
+            for u in by_model
+        ]
+        if by_model
+        else [],
+        [(x.stage, x.duration_seconds, len(x.items)) for x in stage_durations]
         if stage_durations
-        else (),
-        tuple([e.error_type or "unknown" for e in errors]) if errors else (),
+        else [],
+        [e.error_type or "unknown" for e in errors] if errors else [],
     )
+
+
+_NO_USAGE: Final = (None,) * 5
+
+
+def summary_of(
+    file: str,
+    scalars: Sequence[object],
+    models: Iterable[Sequence[object]] = (),
+    stages: Iterable[Sequence[object]] = (),
+    errors: Iterable[str] = (),
+) -> RecordSummary:
+    """The summary of a record from its parts as :func:`project` gives them (or as the index
+    reads them back)."""
+    return RecordSummary._make(
+        (
+            file,
+            *scalars,
+            tuple(map(ModelTokens._make, models)),
+            tuple(map(StageSummary._make, stages)),
+            tuple(errors),
+        )
+    )
+
+
+def summarize(record: BatchRecord, file: str) -> RecordSummary:
+    """Project a validated record onto the fields the index keeps."""
+    return summary_of(file, *project(record))
 
 
 # A record's end time in SQL over table ``files`` aliased ``f``: start plus duration, or the

@@ -18,10 +18,9 @@ from exporter.index.schema import (
     INSERT,
     SCALARS,
     meta,
-    nested_json,
     set_meta,
 )
-from exporter.index.summary import RecordSummary
+from exporter.index.summary import Projection, RecordSummary, summary_of
 
 # (size, mtime_ns, inode) of a record file: what tells the index a file changed.
 FileIdentity = tuple[int, int, int]
@@ -56,8 +55,9 @@ class Rows(NamedTuple):
     added: list[RecordSummary]  # the valid ones' summaries (empty from a worker process)
 
 
-# One file's parse outcome: name, identity (None: it vanished), summary, or why it is invalid.
-Outcome = tuple[str, FileIdentity | None, RecordSummary | None, str | None]
+# One file's parse outcome: name, identity (None: it vanished), what the index stores of the
+# record (:func:`~exporter.index.summary.project`), or why it is not a valid record.
+Outcome = tuple[str, FileIdentity | None, Projection | None, str | None]
 
 
 def rows_of(outcomes: Iterable[Outcome], first_id: int, *, keep: bool = False) -> Rows:
@@ -66,20 +66,21 @@ def rows_of(outcomes: Iterable[Outcome], first_id: int, *, keep: bool = False) -
     rows = Rows([], [], [], [], {}, {}, [])
     files, models, stages, errors = rows.files, rows.models, rows.stages, rows.errors
     no_scalars = (None,) * len(SCALARS)
-    for file_id, (name, identity, summary, reason) in enumerate(outcomes, first_id):
+    for file_id, (name, identity, projected, reason) in enumerate(outcomes, first_id):
         if identity is None:
             continue
         rows.stored[name] = identity
-        if summary is None:
+        if projected is None:
             rows.invalid[name] = reason or "invalid"
-            files.append((file_id, name, *identity, rows.invalid[name], *no_scalars, None))
+            files.append((file_id, name, *identity, rows.invalid[name], *no_scalars))
             continue
-        files.append((file_id, name, *identity, None, *summary[1:-3], nested_json(summary)))
-        models.extend((file_id, *m) for m in summary.models)
-        stages.extend((file_id, *x) for x in summary.stage_durations)
-        errors.extend((file_id, e) for e in summary.error_types)
+        scalars, record_models, record_stages, record_errors = projected
+        files.append((file_id, name, *identity, None, *scalars))
+        models.extend([(file_id, *m) for m in record_models])
+        stages.extend([(file_id, *x) for x in record_stages])
+        errors.extend([(file_id, e) for e in record_errors])
         if keep:
-            rows.added.append(summary)
+            rows.added.append(summary_of(name, *projected))
     return rows
 
 

@@ -7,7 +7,6 @@ import dataclasses
 import os
 import random
 import sqlite3
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.index import readback, schema, store
+from exporter.index import store, summary
 from exporter.index.ledger import Ledger
 from exporter.index.readback import ReadBack
 from exporter.index.store import ArchiveIndex
@@ -141,13 +140,13 @@ def bulk_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (archive / "batch-3-broken.json").write_bytes(b"{not json")
     (archive / "batch-40-broken.json").write_bytes(b"")
     monkeypatch.setattr(store, "_BULK_CHANGES", 50)
-    real = schema.from_row
+    real = summary.summary_of
 
-    def from_row(row: Sequence[Any]) -> RecordSummary:
-        summary = real(row)
-        return summary._replace(duration_seconds=1e300) if summary.file == HUGE else summary
+    def summary_of(file: str, *parts: Any) -> RecordSummary:
+        read = real(file, *parts)
+        return read._replace(duration_seconds=1e300) if file == HUGE else read
 
-    monkeypatch.setattr(readback, "from_row", from_row)
+    monkeypatch.setattr("exporter.index.schema.summary_of", summary_of)  # as read back
     return archive
 
 
