@@ -40,6 +40,7 @@ __all__ = [
 
 PARALLEL_FROM: Final = 4000  # below this, starting workers costs more than it saves
 _CHUNKS_PER_WORKER: Final = 8
+_LAST_CHUNK: Final = 250  # the least the chunks shrink to at the end
 
 
 class Parsed(NamedTuple):
@@ -102,12 +103,28 @@ def parse_rows(archive: Path, names: Sequence[str], first_id: int) -> Iterator[R
         yield _parse_to_rows(str(archive), names, first_id)
         return
     method = "fork" if threading.active_count() == 1 else "forkserver"
-    size = -(-len(names) // (workers * _CHUNKS_PER_WORKER))
-    starts = range(0, len(names), size)
+    starts = _chunk_starts(len(names), workers)
+    ends = [*starts[1:], len(names)]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
         yield from pool.map(
             _parse_to_rows,
             [str(archive)] * len(starts),
-            [names[i : i + size] for i in starts],
+            [names[i:j] for i, j in zip(starts, ends, strict=True)],
             [first_id + i for i in starts],
         )
+
+
+def _chunk_starts(count: int, workers: int) -> list[int]:
+    """Where the chunks of ``count`` names start: even chunks, then smaller and smaller ones.
+
+    The parent writes each chunk after a worker has parsed it, and nothing overlaps the
+    writing of the last one: the less is left to parse, the smaller the chunks.
+    """
+    size = -(-count // (workers * _CHUNKS_PER_WORKER))
+    starts: list[int] = []
+    start = 0
+    while start < count:
+        starts.append(start)
+        left = count - start
+        start += size if left > size * workers else max(_LAST_CHUNK, -(-left // (2 * workers)))
+    return starts

@@ -17,14 +17,15 @@ when that is not writable; the archive itself is only read, so it may be mounted
 Tables, for aggregate queries through :meth:`ArchiveIndex.select` (every child row's ``file_id``
 is its record's ``files.id``; invalid files have a ``files`` row with ``invalid_reason`` set):
 
-* ``files(id, name, size, mtime_ns, invalid_reason, <the scalar fields of RecordSummary>,
-  nested)``
+* ``files(id, name, size, mtime_ns, inode, invalid_reason, <the scalar fields of
+  RecordSummary>)``
 * ``models(file_id, model, input_tokens, output_tokens, cache_read_tokens, cost_usd,
   cost_source)``
 * ``stages(file_id, stage, duration_seconds, items)``
 * ``errors(file_id, error_type)``
 
-Join a child table with ``JOIN files f ON f.id = m.file_id``. The tables of
+Join a child table with ``JOIN files f ON f.id = m.file_id``. A summary's nested tuples are
+its child rows, in the order they were inserted. The tables of
 :data:`exporter.index.rollups.ROLLUPS` hold totals over these, kept current by triggers.
 """
 
