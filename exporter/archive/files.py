@@ -147,18 +147,23 @@ def read_bounded(path: StrPath, limit: int = MAX_RECORD_BYTES) -> tuple[bytes, o
 
 def _read_at_most(fd: int, most: int, *, expected: int) -> bytes:
     """Up to ``most`` bytes of ``fd``, to its end; ``expected`` (the size fstat gave) sizes the
-    first read, so a record costs one read and one empty read at the end, not a buffer of
-    ``most`` bytes (a file object's ``read(most)`` allocates that much every time)."""
-    parts: list[bytes] = []
-    size = 0
+    first read, so a record costs one read, not a buffer of ``most`` bytes (a file object's
+    ``read(most)`` allocates that much every time).
+
+    Asked for one byte more than fstat gave, a regular file that returns exactly its size
+    has ended: no second read. Fewer bytes (a short read) or more (it grew) read on to the end.
+    """
     want = min(expected + 1, most)
-    while size < most:
-        chunk = os.read(fd, want)
-        if not chunk:
-            break
-        parts.append(chunk)
-        size += len(chunk)
-        want = min(most - size, 1 << 20)  # grew since fstat, or a short read: go on
+    first = os.read(fd, want)
+    if len(first) == expected < want:
+        return first
+    parts = [first]
+    size = len(first)
+    while first and size < most:
+        want = min(most - size, 1 << 20)
+        first = os.read(fd, want)
+        parts.append(first)
+        size += len(first)
     return b"".join(parts)
 
 
