@@ -95,6 +95,8 @@ def insert_rows(db: sqlite3.Connection, rows: Rows) -> None:
 def drop_rows(db: sqlite3.Connection, names: Sequence[str]) -> None:
     """Delete the rows of ``names`` from every table (children first: their triggers look up
     the record's row)."""
+    if db.execute("SELECT 1 FROM files LIMIT 1").fetchone() is None:
+        return  # a first build: nothing to look up, however many names
     dropped = [(file_id,) for file_id in ids_of(db, names)]
     for table in CHILD_TABLES:
         db.executemany(
