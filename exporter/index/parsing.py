@@ -126,5 +126,6 @@ def _chunk_starts(count: int, workers: int) -> list[int]:
     while start < count:
         starts.append(start)
         left = count - start
-        start += size if left > size * workers else max(_LAST_CHUNK, -(-left // (2 * workers)))
+        shrunk = min(size, max(_LAST_CHUNK, -(-left // (2 * workers))))
+        start += size if left > size * workers else shrunk
     return starts

@@ -118,3 +118,23 @@ def test_a_bulk_load_after_a_small_one_keeps_ids_apart(
     with ArchiveIndex(archive, db_path=reference) as index:
         index.refresh()
     assert _contents(db_path) == _contents(reference)
+
+
+@pytest.mark.parametrize("count", [1, 303, 4000, 100_003])
+@pytest.mark.parametrize("workers", [2, 4])
+def test_chunks_cover_every_name_once_and_shrink_once_little_is_left(
+    count: int, workers: int
+) -> None:
+    starts = parsing._chunk_starts(count, workers)
+    sizes = [end - start for start, end in zip(starts, [*starts[1:], count], strict=True)]
+    assert starts[0] == 0
+    assert sum(sizes) == count
+    assert all(size > 0 for size in sizes)
+    assert sizes == sorted(sizes, reverse=True)  # even first, then smaller and smaller
+    even = sizes[0]
+    tail = [size for size in sizes if size < even]
+    # the last round of the workers is cut in pieces, none smaller than the floor but the last
+    assert all(size >= parsing._LAST_CHUNK for size in tail[:-1])
+    if count >= 100_000:
+        assert len(tail) > workers
+        assert sizes[-1] <= parsing._LAST_CHUNK
