@@ -17,7 +17,7 @@ from exporter.archive import files as archive_module
 from exporter.archive.files import read_record_stat, write_record
 from exporter.archive.model import BatchRecord
 from exporter.index import store
-from exporter.index.store import ArchiveIndex, RecordFilter
+from exporter.index.store import ArchiveIndex, RecordFilter, summarize
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -98,6 +98,41 @@ def test_first_refresh_indexes_valid_records_and_names_invalid_ones(archive: Pat
     assert first.stage_durations[0].items == 1
     assert first.error_types == ("TimeoutError",)
     assert first.end_timestamp == first.timestamp + 100.0
+
+
+def test_a_summary_reads_back_as_its_record_was_written(archive: Path) -> None:
+    """Models, stages and errors come back in the record's own order (not sorted, not mixed
+    with another record's rows written after them)."""
+    record = make_record("1", failure=3).model_copy(deep=True)
+    usage = record.metrics.token_usage
+    assert usage is not None and usage.by_model is not None
+    first = usage.by_model[0]
+    usage.by_model = [
+        first.model_copy(update={"model": name, "input_tokens": n})
+        for name, n in (("zeta", 3), ("alpha", 1), ("mid", 2))
+    ]
+    stage = record.metrics.stage_durations
+    assert stage is not None
+    record.metrics.stage_durations = [
+        stage[0].model_copy(update={"stage": number, "items": ["x"] * number})
+        for number in (3, 1, 2)
+    ] + [stage[0].model_copy(update={"stage": None})]
+    errors = record.metrics.errors
+    assert errors is not None
+    record.metrics.errors = [
+        errors[0].model_copy(update={"error_type": kind}) for kind in ("b", "a", "b")
+    ]
+    write_record(archive, make_record("2"))
+    with ArchiveIndex(archive) as idx:
+        idx.refresh()
+        path = write_record(archive, record)
+        write_record(archive, make_record("2", duration=5.0))  # the same run: replaced
+        idx.refresh()
+        read = {s.file: s for s in idx.summaries()}
+    assert read[path.name] == summarize(read_record_stat(path)[0], path.name)
+    assert [m.model for m in read[path.name].models] == ["zeta", "alpha", "mid"]
+    assert [s.stage for s in read[path.name].stage_durations] == [3, 1, 2, None]
+    assert read[path.name].error_types == ("b", "a", "b")
 
 
 def test_refresh_reports_only_what_changed(archive: Path) -> None:
