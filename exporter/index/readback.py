@@ -21,14 +21,7 @@ class Index(Protocol):
         self, sql: str, params: Sequence[object] = (), where: RecordFilter | None = None
     ) -> list[tuple[Any, ...]]: ...
 
-    def read(
-        self,
-        condition: str = "TRUE",
-        params: Sequence[object] = (),
-        *,
-        where: RecordFilter | None = None,
-        order: str = "f.id",
-    ) -> list[RecordSummary]: ...
+    def read(self, condition: str, params: Sequence[object]) -> list[RecordSummary]: ...
 
 
 class ReadBack(Sequence[RecordSummary]):
