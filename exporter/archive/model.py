@@ -88,19 +88,25 @@ def check_batch_id(batch_id: str) -> str:
     Allowed: 1-64 characters from ``[A-Za-z0-9._-]``, starting with a letter or digit, and no
     ``..``. That keeps every archive file name inside the archive directory.
     """
-    shown = repr(batch_id[:40] + ("..." if len(batch_id) > 40 else ""))
     if not batch_id:
         raise InvalidBatchId("batch id is empty")
     if len(batch_id) > BATCH_ID_MAX_LENGTH:
         raise InvalidBatchId(
-            f"batch id {shown} is {len(batch_id)} characters long (max {BATCH_ID_MAX_LENGTH})"
+            f"batch id {_shown(batch_id)} is {len(batch_id)} characters long "
+            f"(max {BATCH_ID_MAX_LENGTH})"
         )
     if not _BATCH_ID_RE.fullmatch(batch_id) or ".." in batch_id:
         raise InvalidBatchId(
-            f"batch id {shown} may only contain letters, digits, '.', '_' and '-', "
+            f"batch id {_shown(batch_id)} may only contain letters, digits, '.', '_' and '-', "
             "must start with a letter or digit and must not contain '..'"
         )
     return batch_id
+
+
+def _shown(batch_id: str) -> str:
+    """A refused batch id as an error line shows it (made only to refuse one: every record
+    read passes through check_batch_id)."""
+    return repr(batch_id[:40] + ("..." if len(batch_id) > 40 else ""))
 
 
 # Upper bounds keep absurd values out of the index (SQLite integers are 64-bit) and out of

@@ -121,6 +121,8 @@ def _fixed_offset(value: datetime) -> datetime:
     same instant read back from the file with its fixed offset. Refused: an instant outside
     the years 1-9999 in UTC (``0001-01-01T00:00:00+05:00``), which no report could show.
     """
+    if type(value.tzinfo) is timezone and 1 < value.year < 9999:
+        return value  # a fixed offset already (RFC 3339's), a day or more from either end
     try:
         value.astimezone(UTC)
     except (OverflowError, ValueError):
