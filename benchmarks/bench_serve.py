@@ -4,7 +4,8 @@ For each size, a generated archive, served in this process with an index and a l
 own (as ``batch-metrics serve`` keeps them in the cache directory):
 
 * *cold*: start with no index and no ledger up to the first answered scrape, and of that the
-  index's build (its first refresh) and serve's own count of the records;
+  index's build (its first refresh, in which the workers also count the records they parse)
+  and serve's own part (the ledger's decisions, the totals added up, the first scrape);
 * *restart*: start again on the current index and ledger up to the first answered scrape;
 * *warm*: real HTTP GETs of ``/metrics`` of an unchanged archive, p50 and p99 (text format),
   and p50 with gzip and in OpenMetrics (what Prometheus asks for);
@@ -34,7 +35,7 @@ from pathlib import Path
 from exporter.archive.files import record_path, write_record
 from exporter.archive.model import dump_record
 from exporter.index.ledger import Ledger
-from exporter.index.store import ArchiveIndex, RefreshResult
+from exporter.index.store import ArchiveIndex, Fold, RefreshResult
 from exporter.prometheus.backfill import write_openmetrics
 from exporter.prometheus.server import MetricsServer, build_registry
 from tests.support.generated_archive import START, make_record
@@ -71,10 +72,10 @@ class _Served:
         self.refreshes: list[float] = []
         real: Callable[..., RefreshResult] = self.index.refresh
 
-        def timed(*, full: bool = False) -> RefreshResult:
+        def timed(*, full: bool = False, fold: Fold | None = None) -> RefreshResult:
             started = time.perf_counter()
             try:
-                return real(full=full)
+                return real(full=full, fold=fold)
             finally:
                 self.refreshes.append(time.perf_counter() - started)
 

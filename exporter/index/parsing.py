@@ -18,25 +18,35 @@ Both pause the cyclic garbage collector (:func:`exporter.util.cpu.gc_paused`).
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Final, NamedTuple
 
-from exporter.index.summary import Projection, project
+from exporter.index.summary import Projection, RecordSummary, project
 from exporter.index.writes import FileIdentity, Rows, rows_of
 from exporter.util.cpu import gc_paused, usable_cores
 
 __all__ = [
     "PARALLEL_FROM",
+    "Fold",
     "Parsed",
     "parse_files",
     "parse_rows",
     "signed_inode",
 ]
+
+_log = logging.getLogger(__name__)
+
+# What a bulk load may make of the summaries of each chunk it parses, where it parses them (a
+# module-level function: it crosses to the worker processes by name). The caller combines the
+# chunks' results: a first count made beside the parse instead of from the index afterwards.
+# One that raises gives None for its chunk.
+Fold = Callable[[list[RecordSummary]], object]
 
 PARALLEL_FROM: Final = 4000  # below this, starting workers costs more than it saves
 _CHUNKS_PER_WORKER: Final = 8
@@ -81,9 +91,17 @@ def _parse(archive: str, names: Sequence[str]) -> list[Parsed]:
     return out
 
 
-def _parse_to_rows(archive: str, names: Sequence[str], first_id: int) -> Rows:
+def _parse_to_rows(archive: str, names: Sequence[str], first_id: int, fold: Fold | None) -> Rows:
     with gc_paused():
-        return rows_of(_parse(archive, names), first_id)
+        rows = rows_of(_parse(archive, names), first_id, keep=fold is not None)
+        if fold is None:
+            return rows
+        try:
+            folded = fold(rows.added)
+        except Exception:  # the caller does without (see Fold)
+            _log.warning("folding %d records failed", len(rows.added), exc_info=True)
+            folded = None
+        return rows._replace(added=[], folded=folded)
 
 
 def parse_files(archive: Path, names: Sequence[str]) -> list[Parsed]:
@@ -92,15 +110,19 @@ def parse_files(archive: Path, names: Sequence[str]) -> list[Parsed]:
         return _parse(str(archive), names)
 
 
-def parse_rows(archive: Path, names: Sequence[str], first_id: int) -> Iterator[Rows]:
+def parse_rows(
+    archive: Path, names: Sequence[str], first_id: int, fold: Fold | None = None
+) -> Iterator[Rows]:
     """The rows of ``names``, chunk by chunk in the order of ``names``.
 
     The file ``names[i]`` gets id ``first_id + i`` (a file that vanished leaves its id unused),
-    so that chunks parsed apart never collide.
+    so that chunks parsed apart never collide. With ``fold``, each chunk's
+    :attr:`~exporter.index.writes.Rows.folded` is what it made of the chunk's valid records
+    (None if it raised), made where they were parsed.
     """
     workers = usable_cores()
     if len(names) < PARALLEL_FROM or workers < 2:
-        yield _parse_to_rows(str(archive), names, first_id)
+        yield _parse_to_rows(str(archive), names, first_id, fold)
         return
     method = "fork" if threading.active_count() == 1 else "forkserver"
     starts = _chunk_starts(len(names), workers)
@@ -111,6 +133,7 @@ def parse_rows(archive: Path, names: Sequence[str], first_id: int) -> Iterator[R
             [str(archive)] * len(starts),
             [names[i:j] for i, j in zip(starts, ends, strict=True)],
             [first_id + i for i in starts],
+            [fold] * len(starts),
         )
 
 

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from exporter.index.connection import open_in_child, open_index
-from exporter.index.parsing import parse_files, parse_rows, signed_inode
+from exporter.index.parsing import Fold, parse_files, parse_rows, signed_inode
 from exporter.index.queries import Snapshot, SumOverflowError, query
 from exporter.index.readback import ReadBack, added_ends, added_names
 from exporter.index.schema import meta, read_summaries, set_meta
@@ -76,6 +76,7 @@ from exporter.util.settings import path_setting
 __all__ = [
     "ENV_INDEX",
     "ArchiveIndex",
+    "Fold",
     "ModelTokens",
     "RecordFilter",
     "RecordSummary",
@@ -173,13 +174,14 @@ class ArchiveIndex:
 
     # -- refresh -------------------------------------------------------------------------
 
-    def refresh(self, *, full: bool = False) -> RefreshResult:
+    def refresh(self, *, full: bool = False, fold: Fold | None = None) -> RefreshResult:
         """Bring the index up to date with the archive directory and report what changed.
 
         Without ``full``, an unchanged directory mtime (as last seen by any process using this
         index file) means nothing to do, and a changed one means only names that appeared or
         vanished are read. ``full`` also stats every file, to catch records rewritten in place
-        (as the seed's scripts do), which leave the directory's mtime alone.
+        (as the seed's scripts do), which leave the directory's mtime alone. ``fold`` is made
+        of the records a bulk load adds, where they are parsed (:attr:`RefreshResult.folded`).
         """
         started = time.perf_counter()
         with self._locked():
@@ -222,7 +224,9 @@ class ArchiveIndex:
             # mtime tick (coarse on some filesystems): do not trust that mtime next time.
             if time.time_ns() - dir_mtime < _MTIME_SETTLE_NS:
                 dir_mtime = _UNSETTLED
-            result = self._apply(to_read, gone, len(names), started, dir_mtime, heal=full)
+            result = self._apply(
+                to_read, gone, len(names), started, dir_mtime, heal=full, fold=fold
+            )
             self._dir_mtime_ns = dir_mtime
             if result.changed:
                 self.generation += 1
@@ -255,6 +259,7 @@ class ArchiveIndex:
         dir_mtime: int,
         *,
         heal: bool = False,
+        fold: Fold | None = None,
     ) -> RefreshResult:
         """Parse ``to_read``, drop ``gone``, and store the result in one transaction.
 
@@ -273,6 +278,7 @@ class ArchiveIndex:
         stored: dict[str, FileIdentity] = {}
         newly_invalid: dict[str, str] = {}
         added: Sequence[RecordSummary] = []
+        folded: list[object] = []
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -281,10 +287,11 @@ class ArchiveIndex:
             first_id = next_id(db)
             if bulk:
                 with bulk_load(db) as write, gc_paused():
-                    for rows in parse_rows(self.archive, names, first_id):
+                    for rows in parse_rows(self.archive, names, first_id, fold):
                         write(rows)
                         stored.update(rows.stored)
                         newly_invalid.update(rows.invalid)
+                        folded.append(rows.folded)
                 ids = range(first_id, first_id + len(names))
                 added = ReadBack(self, ids, len(stored) - len(newly_invalid))
             else:
@@ -316,6 +323,7 @@ class ArchiveIndex:
             reset=reset,
             scanned_files=scanned,
             seconds=time.perf_counter() - started,
+            folded=tuple(folded) if fold is not None and None not in folded else (),
         )
 
     def _replaced_rows(

@@ -234,6 +234,9 @@ class RefreshResult:
     reset: bool = False
     scanned_files: int = 0
     seconds: float = 0.0
+    # A bulk load's fold, one result per chunk, over every valid record it added; empty when
+    # there was none to make, or one failed (see exporter.index.parsing.Fold).
+    folded: tuple[object, ...] = ()
 
     @property
     def changed(self) -> bool:

@@ -53,6 +53,7 @@ class Rows(NamedTuple):
     stored: dict[str, FileIdentity]  # every file read (not vanished), valid or not
     invalid: dict[str, str]  # name -> why it is not a valid record
     added: list[RecordSummary]  # the valid ones' summaries (empty from a worker process)
+    folded: object = None  # what a bulk load's fold made of the valid ones (parsing.Fold)
 
 
 # One file's parse outcome: name, identity (None: it vanished), what the index stores of the

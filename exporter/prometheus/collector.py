@@ -53,9 +53,9 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from exporter.index.ledger import Ledger, LedgerWrite, counts_live
-from exporter.index.store import ArchiveIndex, RecordSummary, RefreshResult
+from exporter.index.store import ArchiveIndex, Fold, RecordSummary, RefreshResult
 from exporter.prometheus.aggregates import Aggregates, SeriesKey
-from exporter.prometheus.counting import count
+from exporter.prometheus.counting import add_shares, count, count_share
 from exporter.prometheus.exposition import Parts
 from exporter.prometheus.families import archive_families, exporter_families
 from exporter.prometheus.found import Found
@@ -135,7 +135,7 @@ class ArchiveCollector(Collector):
         started = time.perf_counter()
         try:
             if self._aggregates is None:
-                self._load(self.index.refresh(full=full))
+                self._load(self.index.refresh(full=full, fold=self._fold()))
             else:
                 if self._ripe:
                     self._aggregates.apply_all(self._ripe)
@@ -226,7 +226,11 @@ class ArchiveCollector(Collector):
             wanted = (set(recount) & in_index | live) - tombstones.keys()
             buried = [tombstones[n] for n in recount if n in tombstones]
             counting = found.summaries(wanted)  # a first start's: read back while counted
-            for name, why in count([*buried, *counting] if buried else counting, built).items():
+            every = saved is None and not buried and wanted == found.names
+            uncounted = _count_loaded(
+                result, every, [*buried, *counting] if buried else counting, built
+            )
+            for name, why in uncounted.items():
                 _log.warning("not counting %s: %s", self.index.archive / name, why)
                 unusable[name] = why
             del counting  # gone before collections resume: they would walk all of it
@@ -241,6 +245,11 @@ class ArchiveCollector(Collector):
         self._archive_records = len(in_index)
         self._invalid = len(result.invalid) + len(unusable)
         self._loaded = True
+
+    def _fold(self) -> Fold | None:
+        """What a bulk load is to make of its records for a load: a first start that counts
+        every record counts them where the build parses them (a live-only one counts few)."""
+        return None if self.live_only else count_share
 
     def _index_names(self) -> set[str]:
         """The names of every valid record in the index."""
@@ -373,3 +382,19 @@ class ArchiveCollector(Collector):
         learns the names from this, for ``name[]`` filtering and duplicate checks)."""
         yield from archive_families(Aggregates())
         yield from exporter_families(self.status, 0, {}, 0)
+
+
+def _count_loaded(
+    result: RefreshResult, every: bool, summaries: Sequence[RecordSummary], into: Aggregates
+) -> dict[str, str]:
+    """Count ``summaries`` into ``into``; returns the records that cannot be counted.
+
+    When they are ``every`` record the refresh added, a bulk load has counted them already,
+    where its workers parsed them (``result.folded``, :func:`count_share` per chunk): nothing is
+    read back.
+    """
+    folded = add_shares(result.folded) if every and result.folded else None
+    if folded is None:
+        return count(summaries, into)
+    into.add(folded[0])
+    return folded[1]

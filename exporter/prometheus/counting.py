@@ -8,6 +8,11 @@ series, as :meth:`Aggregates.state`), which the parent adds to its own. Children
 only for many records, and only by a process with a single thread (forking a threaded one,
 such as a running ``serve``, is unsafe); a child that fails has its share counted by the parent.
 
+A first start that counts every record is not counted by :func:`count`: the index's build
+counts each chunk where it parses it (:func:`count_share`, passed as the build's fold), and
+the chunks' totals are added up (:func:`add_shares`). :func:`count` is the way for everything
+else, and when a chunk's count failed.
+
 Each process takes its share of the sequence itself, after the fork: a bulk load's summaries
 (:class:`~exporter.index.readback.ReadBack`, not read yet on a cold start) are then read
 from the index by the children in parallel, each only its own share, while the parent reads
@@ -20,15 +25,15 @@ import contextlib
 import json
 import os
 import threading
-from collections.abc import Iterator, Sequence
-from typing import Final
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Final
 
 from exporter.index.summary import RecordSummary
 from exporter.prometheus.aggregates import Aggregates
 from exporter.prometheus.series import Contribution, contributions
 from exporter.util.cpu import usable_cores
 
-__all__ = ["PARALLEL_FROM", "count"]
+__all__ = ["PARALLEL_FROM", "add_shares", "count", "count_share"]
 
 PARALLEL_FROM: Final = 20_000  # below this, a fork costs more than it saves
 
@@ -87,9 +92,7 @@ def _fork(summaries: Sequence[RecordSummary], start: int, stop: int) -> _Child:
     status = 1
     try:  # the child: no exception may leave this block, nor any cleanup of the parent's run
         os.close(read)
-        counted = Aggregates()
-        unusable = _count(summaries[start:stop], counted)
-        payload = json.dumps({"state": counted.state(), "unusable": unusable}).encode()
+        payload = json.dumps(count_share(summaries[start:stop])).encode()
         with os.fdopen(write, "wb") as pipe:
             pipe.write(payload)
         status = 0
@@ -107,12 +110,34 @@ def _collect(child: _Child) -> tuple[Aggregates, dict[str, str]] | None:
     _, status = os.waitpid(pid, 0)
     if status != 0:
         return None
-    with contextlib.suppress(ValueError, KeyError, TypeError):
-        data = json.loads(payload)
-        counted = Aggregates.from_state(data["state"])
-        if counted is not None:
-            return counted, dict(data["unusable"])
+    with contextlib.suppress(ValueError):
+        return add_shares([json.loads(payload)])
     return None
+
+
+def count_share(summaries: Sequence[RecordSummary]) -> dict[str, Any]:
+    """The totals of a share of the records, and the records it could not count, as plain
+    data: what a counting process sends back, and what a first build's workers fold each chunk
+    into (:data:`exporter.index.parsing.Fold`)."""
+    counted = Aggregates()
+    unusable = _count(summaries, counted)
+    return {"state": counted.state(), "unusable": unusable}
+
+
+def add_shares(shares: Iterable[Any]) -> tuple[Aggregates, dict[str, str]] | None:
+    """The totals of :func:`count_share`'s results together, and every record they could not
+    count; None if one is not such a result (its share must then be counted again)."""
+    total, unusable = Aggregates(), {}
+    for share in shares:
+        try:
+            counted = Aggregates.from_state(share["state"])
+            unusable.update(share["unusable"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        if counted is None:
+            return None
+        total.add(counted)
+    return total, unusable
 
 
 def _may_fork() -> bool:

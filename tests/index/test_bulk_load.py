@@ -40,8 +40,10 @@ def _parallel(monkeypatch: pytest.MonkeyPatch) -> list[Rows]:
     chunks: list[Rows] = []
     real = parsing.parse_rows
 
-    def spy(archive: Path, names: Sequence[str], first_id: int) -> Iterator[Rows]:
-        for rows in real(archive, names, first_id):
+    def spy(
+        archive: Path, names: Sequence[str], first_id: int, fold: parsing.Fold | None = None
+    ) -> Iterator[Rows]:
+        for rows in real(archive, names, first_id, fold):
             chunks.append(rows)
             yield rows
 

@@ -18,7 +18,7 @@ from exporter.archive.model import (
     TokenUsage,
 )
 from exporter.index.ledger import Ledger
-from exporter.index.store import ArchiveIndex, RecordSummary, RefreshResult, summarize
+from exporter.index.store import ArchiveIndex, Fold, RecordSummary, RefreshResult, summarize
 from exporter.prometheus import collector as collector_module
 from exporter.prometheus.aggregates import LE_VALUES
 from exporter.prometheus.collector import ArchiveCollector
@@ -317,8 +317,10 @@ def test_record_too_large_to_count_is_skipped_not_fatal(
     write_record(archive, rec("2", duration=1.0))
     real_refresh = ArchiveIndex.refresh
 
-    def refresh_from_an_old_index(self: ArchiveIndex, *, full: bool = False) -> RefreshResult:
-        result = real_refresh(self, full=full)
+    def refresh_from_an_old_index(
+        self: ArchiveIndex, *, full: bool = False, fold: Fold | None = None
+    ) -> RefreshResult:
+        result = real_refresh(self, full=full, fold=fold)
         added = tuple(huge if s.file == huge.file else s for s in result.added)
         return dataclasses.replace(result, added=added)
 
@@ -383,10 +385,10 @@ def test_concurrent_scrapes_share_one_archive_refresh(tmp_path: Path) -> None:
     calls: list[bool] = []
     real_refresh = index.refresh
 
-    def slow_refresh(*, full: bool = False):
+    def slow_refresh(*, full: bool = False, fold: Fold | None = None):
         calls.append(full)
         assert release.wait(10)
-        return real_refresh(full=full)
+        return real_refresh(full=full, fold=fold)
 
     index.refresh = slow_refresh  # type: ignore[method-assign]
     threads = [threading.Thread(target=collector.update) for _ in range(4)]

@@ -14,10 +14,10 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.index import store, summary
+from exporter.index import parsing, store, summary
 from exporter.index.ledger import Ledger
 from exporter.index.readback import ReadBack
-from exporter.index.store import ArchiveIndex
+from exporter.index.store import ArchiveIndex, Fold
 from exporter.index.summary import RecordSummary, summarize
 from exporter.prometheus import counting
 from exporter.prometheus.aggregates import Aggregates
@@ -147,6 +147,7 @@ def bulk_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         return read._replace(duration_seconds=1e300) if file == HUGE else read
 
     monkeypatch.setattr("exporter.index.schema.summary_of", summary_of)  # as read back
+    monkeypatch.setattr("exporter.index.writes.summary_of", summary_of)  # as parsed
     return archive
 
 
@@ -174,7 +175,9 @@ def test_a_cold_start_reads_its_bulk_load_back_in_the_counting_processes(
     children: str,
 ) -> None:
     """Each process reads its own share from the index; the parent never reads the whole,
-    and counts the share of a child that failed itself. The figures are the eager path's."""
+    and counts the share of a child that failed itself. The figures are the eager path's.
+    (A first start counts where the build parses instead; this is the way when it cannot.)"""
+    monkeypatch.setattr(ArchiveCollector, "_fold", lambda self: None)
     with monkeypatch.context() as eager:  # the summaries read back whole in the parent first
         real = ArchiveIndex.refresh
         eager.setattr(
@@ -207,6 +210,37 @@ def test_a_cold_start_reads_its_bulk_load_back_in_the_counting_processes(
     assert read == ([100] if children == "counting" else [100, 100, 100])
     assert b"batch_metrics_exporter_invalid_records 3.0" in expected[0]  # 2 files, and HUGE
     assert f'"{HUGE}":"' in (expected[1] or "")  # not counted, in either way
+
+
+@pytest.mark.parametrize("fold", ["counting", "failing"])
+def test_a_first_start_counts_where_the_build_parses_and_reads_nothing_back(
+    bulk_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fold: str
+) -> None:
+    """The build's workers count each chunk as they parse it (two of them here, as at 100k);
+    the figures and the saved totals are the read-back count's. When a chunk's count fails,
+    the records are read back and counted as before."""
+    with monkeypatch.context() as reading:
+        reading.setattr(ArchiveCollector, "_fold", lambda self: None)
+        expected = cold_start(bulk_archive, tmp_path, "read-back")
+    monkeypatch.setattr(parsing, "PARALLEL_FROM", 50)
+    monkeypatch.setattr(parsing, "usable_cores", lambda: 2)
+    folds: list[int] = []
+    real_fold = ArchiveCollector._fold
+
+    def spied(self: ArchiveCollector) -> Fold | None:
+        folds.append(1)
+        return real_fold(self) if fold == "counting" else _failing_fold
+
+    monkeypatch.setattr(ArchiveCollector, "_fold", spied)
+    if fold == "counting":
+        monkeypatch.setattr(ReadBack, "_read", lambda *_: pytest.fail("read back"))
+    assert cold_start(bulk_archive, tmp_path, f"folded-{fold}") == expected
+    assert folds == [1]
+    assert f'"{HUGE}":"' in (expected[1] or "")  # not counted, in either way
+
+
+def _failing_fold(summaries: list[RecordSummary]) -> object:
+    raise RuntimeError("cannot count")
 
 
 def test_a_live_only_first_start_decides_a_bulk_load_without_reading_it_back(
