@@ -27,6 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Final, NamedTuple
 
+from exporter.index.rollups import partials
 from exporter.index.summary import Projection, RecordSummary, project
 from exporter.index.writes import FileIdentity, Rows, rows_of
 from exporter.util.cpu import gc_paused, usable_cores
@@ -92,16 +93,23 @@ def _parse(archive: str, names: Sequence[str]) -> list[Parsed]:
 
 
 def _parse_to_rows(archive: str, names: Sequence[str], first_id: int, fold: Fold | None) -> Rows:
+    """A bulk load's chunk: its rows, their rollups' sums, and ``fold``'s result."""
     with gc_paused():
-        rows = rows_of(_parse(archive, names), first_id, keep=fold is not None)
-        if fold is None:
-            return rows
+        rows = rows_of(_parse(archive, names), first_id, keep=True)
         try:
-            folded = fold(rows.added)
-        except Exception:  # the caller does without (see Fold)
-            _log.warning("folding %d records failed", len(rows.added), exc_info=True)
-            folded = None
-        return rows._replace(added=[], folded=folded)
+            totals = partials(rows.added)
+        except OverflowError:  # absurd sums: SQL adds these rows, and flags them
+            totals = None
+        except Exception:  # the same, but a bug
+            _log.warning("summing %d records failed", len(rows.added), exc_info=True)
+            totals = None
+        folded = None
+        if fold is not None:
+            try:
+                folded = fold(rows.added)
+            except Exception:  # the caller does without (see Fold)
+                _log.warning("folding %d records failed", len(rows.added), exc_info=True)
+        return rows._replace(added=[], folded=folded, totals=totals)
 
 
 def parse_files(archive: Path, names: Sequence[str]) -> list[Parsed]:

@@ -37,6 +37,7 @@ __all__ = [
     "parallel_efficiency",
     "percentile",
     "percentile_at",
+    "run_total",
     "success_rate",
 ]
 
@@ -47,6 +48,13 @@ SQL_RUN_TOTAL: Final = (
     "MAX(COALESCE(f.total_items, 0), COALESCE(f.success_count, 0) "
     "+ COALESCE(f.failure_count, 0) + COALESCE(f.partial_count, 0))"
 )
+
+
+def run_total(
+    total_items: int | None, success: int | None, failure: int | None, partial: int | None
+) -> int:
+    """A run's item total in Python: :data:`SQL_RUN_TOTAL` over values."""
+    return max(total_items or 0, (success or 0) + (failure or 0) + (partial or 0))
 
 
 def parallel_efficiency(item_seconds: float | None, wall_seconds: float | None) -> float | None:

@@ -54,6 +54,8 @@ class Rows(NamedTuple):
     invalid: dict[str, str]  # name -> why it is not a valid record
     added: list[RecordSummary]  # the valid ones' summaries (empty from a worker process)
     folded: object = None  # what a bulk load's fold made of the valid ones (parsing.Fold)
+    # the valid ones' sums for each rollup (rollups.partials); None: to be summed by SQL
+    totals: tuple[list[tuple[object, ...]], ...] | None = None
 
 
 # One file's parse outcome: name, identity (None: it vanished), what the index stores of the
@@ -123,9 +125,9 @@ def bulk_load(db: sqlite3.Connection) -> Iterator[Callable[[Rows], None]]:
     """Inside a write transaction: stop the row-by-row upkeep of rollups and indexes while
     the body writes, and give it the function that writes a batch of rows.
 
-    Each batch is added to the rollups by one statement per rollup (the triggers' upsert over
-    the rows just appended), so that this runs while the next batch is parsed; the indexes are
-    built again at the end, each in one pass.
+    Each batch is added to the rollups by its :attr:`Rows.totals`, a few group sums; a batch
+    without them by one statement per rollup (the triggers' upsert over the rows just
+    appended). The indexes are built again at the end, each in one pass.
     """
     for statement in (
         *(f"DROP INDEX IF EXISTS {name}" for name in BULK_INDEXES),
@@ -135,6 +137,11 @@ def bulk_load(db: sqlite3.Connection) -> Iterator[Callable[[Rows], None]]:
     sources = sorted({rollup.source for rollup in ROLLUPS})
 
     def write(rows: Rows) -> None:
+        if rows.totals is not None:
+            insert_rows(db, rows)
+            for rollup, partial in zip(ROLLUPS, rows.totals, strict=True):
+                db.executemany(rollup.merge, partial)
+            return
         last = {source: _last_rowid(db, source) for source in sources}
         insert_rows(db, rows)
         for rollup in ROLLUPS:

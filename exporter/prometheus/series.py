@@ -33,6 +33,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Final, Literal, NamedTuple
 
+from exporter.index.stats import run_total
 from exporter.index.store import RecordSummary
 from instrumentation import contract
 from instrumentation import semconv as sc
@@ -159,7 +160,7 @@ def operation_outcome(s: RecordSummary) -> sc.OperationOutcome:
         return _STATUS_OUTCOME[s.status]
     success = s.success_count or 0
     partial = s.partial_count or 0
-    total = max(s.total_items or 0, success + (s.failure_count or 0) + partial)
+    total = run_total(s.total_items, success, s.failure_count, partial)
     return sc.run_outcome(total, success, partial, body_failed=False)
 
 
