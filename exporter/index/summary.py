@@ -7,11 +7,13 @@ exporter read; :func:`project` turns a validated record into the parts the index
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 if TYPE_CHECKING:
+    from exporter.archive.lenient import ReadElsewhere
     from exporter.archive.model import BatchRecord
 
 __all__ = [
@@ -97,10 +99,8 @@ def project(record: BatchRecord) -> Projection:
     A first index build projects a hundred thousand records straight into rows: no named
     tuple is made here (:func:`summary_of` makes the summary when one is wanted).
     """
-    from exporter.archive.lenient import read_elsewhere  # noqa: PLC0415 (pydantic: load late)
-
     m = record.metrics
-    elsewhere = read_elsewhere(record)
+    elsewhere = _read_elsewhere()(record)
     usage = elsewhere.usage
     opt = record.optimization_metrics
     by_model = usage.by_model if usage is not None else None
@@ -156,6 +156,14 @@ def project(record: BatchRecord) -> Projection:
 
 
 _NO_USAGE: Final = (None,) * 5
+
+
+@cache
+def _read_elsewhere() -> Callable[[BatchRecord], ReadElsewhere]:
+    # imported on first use (it loads pydantic), once: an import statement costs ~1 us a record
+    from exporter.archive.lenient import read_elsewhere  # noqa: PLC0415
+
+    return read_elsewhere
 
 
 def summary_of(
