@@ -43,7 +43,7 @@ from exporter.archive.model import (
     BatchRecord,
     TokenUsage,
     Unused,
-    _record_adapter,
+    lenient_adapter,
 )
 from exporter.archive.timestamps import parse_timestamp
 
@@ -165,7 +165,7 @@ def read_leniently(data: bytes | str, error: ValidationError) -> BatchRecord:
     if seed_problems(document):
         raise error
     unused: list[Unused] = []
-    adapter = _record_adapter()
+    adapter = lenient_adapter()
     for _ in range(_MAX_PASSES):
         try:
             record = adapter.validate_python(document, context={"lenient": True})

@@ -40,6 +40,7 @@ __all__ = [
     "DriftScore",
     "ErrorEntry",
     "InvalidBatchId",
+    "LenientRecord",
     "Metrics",
     "ModelUsage",
     "OptimizationMetrics",
@@ -53,6 +54,7 @@ __all__ = [
     "checked_stage",
     "describe_validation_error",
     "dump_record",
+    "lenient_adapter",
     "measured_efficiency",
     "parse_record",
     "record_status",
@@ -281,9 +283,6 @@ class BatchRecord(_Model):
         default=None, description="What this record could not measure, in words"
     )
 
-    # What a lenient read (exporter.archive.lenient) set aside; see :attr:`unused`.
-    _unused: tuple[Unused, ...] = PrivateAttr(default=())
-
     @field_validator("batch_id")
     @classmethod
     def _safe_batch_id(cls, value: str, info: ValidationInfo) -> str:
@@ -315,9 +314,10 @@ class BatchRecord(_Model):
         """What the record holds that the project could not use, each with its reason.
 
         Empty for every record the model reads as written; filled by the lenient read of a
-        record the seed's schema accepts but the model alone would refuse.
+        record the seed's schema accepts but the model alone would refuse (a
+        :class:`LenientRecord`).
         """
-        return self._unused
+        return ()
 
     @property
     def end_timestamp(self) -> datetime | None:
@@ -325,6 +325,20 @@ class BatchRecord(_Model):
         if self.duration_seconds is None:
             return None
         return datetime.fromtimestamp(self.timestamp.timestamp() + self.duration_seconds, tz=UTC)
+
+
+class LenientRecord(BatchRecord):
+    """A record read leniently (:mod:`exporter.archive.lenient`), with what was set aside.
+
+    A subclass, so that the records read as written (nearly all) carry no private attribute:
+    pydantic initializes one for every instance, ~2 us of a record's ~19 us validation.
+    """
+
+    _unused: tuple[Unused, ...] = PrivateAttr(default=())
+
+    @property
+    def unused(self) -> tuple[Unused, ...]:
+        return self._unused
 
 
 def checked_stage(value: object) -> int | None:
@@ -351,6 +365,12 @@ def _record_adapter() -> TypeAdapter[BatchRecord]:
     # Built on first use: building the validators costs ~0.2 s, which commands that only read
     # the index (trends, serve when warm) should not pay at start-up.
     return TypeAdapter(BatchRecord)
+
+
+@cache
+def lenient_adapter() -> TypeAdapter[LenientRecord]:
+    """The validator of :class:`LenientRecord` (built on first use, as :func:`_record_adapter`)."""
+    return TypeAdapter(LenientRecord)
 
 
 class Unused(NamedTuple):
