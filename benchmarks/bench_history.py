@@ -28,12 +28,11 @@ from pathlib import Path
 
 import yaml
 
+from benchmarks import REPO, compile_bytecode
 from benchmarks.bench_serve import write_spaced_archive
 from exporter.prometheus import promql
 from tests.support.generated_archive import START
 from tests.support.servers import free_port, prom_query, running, start_prometheus
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -84,6 +83,7 @@ def measure_backfill(count: int, days: float, work: Path) -> BackfillTiming:
 
 def measure_serve_cold(archive: Path, work: Path) -> float:
     """Seconds from starting ``batch-metrics serve`` (no index, no ledger) to its first scrape."""
+    compile_bytecode()
     port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
     argv = [sys.executable, "-m", "exporter.cli", "serve", f"--archive={archive}"]

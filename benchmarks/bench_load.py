@@ -31,10 +31,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks import REPO, compile_bytecode
 from exporter.archive.files import write_record
 from tests.support.generated_archive import make_record, write_archive
 
-REPO = Path(__file__).resolve().parents[1]
 _SERVING = re.compile(r"serving (\d+) records of .* on http://([\d.]+):(\d+)/metrics")
 _RECORDS = re.compile(rb"^batch_metrics_exporter_records (\S+)$", re.MULTILINE)
 
@@ -98,6 +98,7 @@ class ServeProcess:
         env.update({"PYTHONPATH": str(REPO), "BATCH_METRICS_INDEX": str(index_dir)})
         argv = [sys.executable, "-m", "exporter.cli", "serve", "--archive", str(archive)]
         argv += ["--port", "0", "--orchestration-dir", str(archive.parent / "no-orchestrator")]
+        compile_bytecode()
         started = time.perf_counter()
         self.process = subprocess.Popen(
             argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from benchmarks import REPO, compile_bytecode
 from tests.support.generated_archive import write_archive
 from tests.support.seed import extract_script
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
@@ -68,6 +67,7 @@ def measure_trends(size: int, work: Path, rounds: int = 2) -> TrendsTiming:
     seed's time varied by a quarter with it).
     """
     project = work / f"trends-{size}"
+    compile_bytecode()
     archive = project / ".ce/completed-batches"
     write_archive(archive, size)
     _read_every_file(archive)
