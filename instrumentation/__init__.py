@@ -88,11 +88,15 @@ Names of spans, attributes, instruments and their units live in :mod:`instrument
 
 from __future__ import annotations
 
-from instrumentation._batch import Batch, batch
-from instrumentation._item import Item, item, mark_item
-from instrumentation._propagation import ContextThreadPoolExecutor, propagate
-from instrumentation._stage import stage, traced_stage
-from instrumentation._tokens import record_tokens
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from instrumentation._batch import Batch, batch
+    from instrumentation._item import Item, item, mark_item
+    from instrumentation._propagation import ContextThreadPoolExecutor, propagate
+    from instrumentation._stage import stage, traced_stage
+    from instrumentation._tokens import record_tokens
 
 __all__ = [
     "Batch",
@@ -106,3 +110,31 @@ __all__ = [
     "stage",
     "traced_stage",
 ]
+
+# Where each name of the API lives. They are imported on first use: a program that reads only
+# ``semconv`` or ``contract`` (the exporter's reports) does not load OpenTelemetry (~65 ms).
+_HOMES = {
+    "Batch": "_batch",
+    "batch": "_batch",
+    "Item": "_item",
+    "item": "_item",
+    "mark_item": "_item",
+    "ContextThreadPoolExecutor": "_propagation",
+    "propagate": "_propagation",
+    "stage": "_stage",
+    "traced_stage": "_stage",
+    "record_tokens": "_tokens",
+}
+
+
+def __getattr__(name: str) -> object:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value  # once: later lookups find it here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.metadata
 import logging
 import sys
 from collections.abc import Sequence
@@ -64,10 +63,31 @@ class _Parser(argparse.ArgumentParser):
 
 def version() -> str:
     """The installed distribution's version."""
+    import importlib.metadata  # noqa: PLC0415 (~50 ms: only for --version)
+
     try:
         return importlib.metadata.version("batch-metrics")
     except importlib.metadata.PackageNotFoundError:
         return "unknown (not installed)"
+
+
+class _ShowVersion(argparse.Action):
+    """``--version``, looked up only when asked for (argparse's own wants it at every start)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(
+            option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="show the version"
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        print(f"{parser.prog} {version()}")
+        parser.exit()
 
 
 class _Command(Protocol):
@@ -87,7 +107,7 @@ def _build_parser(selected: str | None) -> _Parser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log diagnostics to stderr")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument("--version", action=_ShowVersion)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_, help_text) in COMMANDS.items():
         command_parser = sub.add_parser(
