@@ -45,7 +45,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from exporter.index.connection import open_in_child, open_index
-from exporter.index.parsing import Fold, parse_files, parse_rows, signed_inode
+from exporter.index.parsing import (
+    Fold,
+    parse_files,
+    parse_rows,
+    signed_inode,
+    validator_built_meanwhile,
+)
 from exporter.index.queries import Snapshot, SumOverflowError, query
 from exporter.index.readback import ReadBack, added_ends, added_names
 from exporter.index.schema import meta, read_summaries, set_meta
@@ -212,7 +218,10 @@ class ArchiveIndex:
                 # New names, and names that now belong to another file: an atomic writer
                 # replaces a record by renaming a new file (a new inode) over it. readdir gives
                 # the inode without a stat; only a rewrite in place needs the full refresh.
-                listing = self._list_inodes() if dir_mtime != -1 else {}
+                # An empty index is about to parse every record: meanwhile, ready the parser.
+                ahead = validator_built_meanwhile() if not known else contextlib.nullcontext()
+                with ahead:
+                    listing = self._list_inodes() if dir_mtime != -1 else {}
                 names = listing.keys()
                 to_read = [
                     n

@@ -4,11 +4,13 @@ file at a time stores: the same rows, invalid files, rollups, and summaries it r
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from exporter.archive import model
 from exporter.index import parsing, store
 from exporter.index.rollups import ROLLUPS
 from exporter.index.store import ArchiveIndex
@@ -148,3 +150,25 @@ def test_chunks_cover_every_name_once_and_shrink_once_little_is_left(
     if count >= 100_000:
         assert len(tail) > workers
         assert sizes[-1] <= parsing._LAST_CHUNK
+
+
+def test_a_first_build_readies_the_validator_while_listing_and_forks_with_one_thread(
+    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Built in the parent, the workers inherit it; the thread that built it is gone before
+    the fork (forking a process with threads is unsafe, and parse_rows would not)."""
+    model._record_adapter.cache_clear()
+    seen: list[tuple[int, int]] = []
+    real = parsing.parse_rows
+
+    def spy(
+        archive: Path, names: Sequence[str], first_id: int, fold: parsing.Fold | None = None
+    ) -> Iterator[Rows]:
+        seen.append((threading.active_count(), model._record_adapter.cache_info().currsize))
+        yield from real(archive, names, first_id, fold)
+
+    _parallel(monkeypatch)
+    monkeypatch.setattr(store, "parse_rows", spy)
+    with ArchiveIndex(archive, db_path=tmp_path / "index.sqlite") as index:
+        assert len(index.refresh().added) == RECORDS
+    assert seen == [(threading.active_count(), 1)]
