@@ -101,9 +101,10 @@ def _parse(archive: str, names: Sequence[str]) -> list[Parsed]:
 def _parse_to_rows(archive: str, names: Sequence[str], first_id: int, fold: Fold | None) -> Rows:
     """A bulk load's chunk: its rows, their rollups' sums, and ``fold``'s result."""
     with gc_paused():
-        rows = rows_of(_parse(archive, names), first_id, keep=True)
+        outcomes = _parse(archive, names)
+        rows = rows_of(outcomes, first_id, keep=fold is not None)
         try:
-            totals = partials(rows.added)
+            totals = partials([o.projected for o in outcomes if o.projected is not None])
         except OverflowError:  # absurd sums: SQL adds these rows, and flags them
             totals = None
         except Exception:  # the same, but a bug

@@ -30,15 +30,14 @@ updates them, which is what the triggers rely on: an update of a source row is r
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache
-from typing import TYPE_CHECKING, Any, Final, cast
+from functools import cache, partial
+from typing import Any, Final, cast
 
 from exporter.index.stats import SQL_RUN_TOTAL, run_total
-
-if TYPE_CHECKING:
-    from exporter.index.summary import RecordSummary
+from exporter.index.summary import ModelTokens, Projection, RecordSummary, StageSummary
 
 __all__ = [
     "ERROR_TOTALS",
@@ -217,26 +216,30 @@ class Rollup:
         appended row a rowid above every existing one)."""
         return self._upsert(self.alias, "+", appended=True)
 
-    def partial(self, records: Iterable[RecordSummary]) -> list[tuple[Any, ...]]:
-        """The sums of ``records`` (valid ones) per group, in Python, as :attr:`merge` adds
-        them: keys, ``rows`` and the measures, then the compensation of each REAL measure
-        (floats are summed exactly rounded, :func:`_split`, so that the sum and its
-        compensation hold what a row-by-row compensated sum holds).
+    def partial(self, projections: Iterable[Projection]) -> list[tuple[Any, ...]]:
+        """The sums of valid records, as :func:`~exporter.index.summary.project` gives them,
+        per group, in Python, as :attr:`merge` adds them: keys, ``rows`` and the measures,
+        then the compensation of each REAL measure (floats are summed exactly rounded,
+        :func:`_split`, so that the sum and its compensation hold what a row-by-row
+        compensated sum holds).
 
         OverflowError if an integer sum leaves 64 bits: the caller adds the rows by SQL
         instead, which flags the group as the triggers do.
         """
-        return _compiled(self)(records)
+        return _compiled(self)(projections)
 
     def partial_source(self) -> str:
         """The Python of :meth:`partial`: one loop over the rows with every expression inline,
         as a hundred thousand records need (a function call per measure and row costs several
-        times more)."""
+        times more), reading the projections' tuples by position (:func:`_positional`)."""
         measures = self._measures()
-        keys = ", ".join(k.py for k in self.keys)
+        py = partial(_positional, row=self.source)
+        keys = ", ".join(py(k.py) for k in self.keys)
         fresh = ", ".join("[]" if m.real else "0" for m in measures)
         adds = "\n".join(
-            f"            a[{i}].append({m.py})" if m.real else f"            a[{i}] += {m.py}"
+            f"            a[{i}].append({py(m.py)})"
+            if m.real
+            else f"            a[{i}] += {py(m.py)}"
             for i, m in enumerate(measures)
         )
         reals = [i for i, m in enumerate(measures) if m.real]
@@ -248,14 +251,15 @@ class Rollup:
             ""
             if self.condition_py == "True"
             else f"""
-            if not ({self.condition_py}):
+            if not ({py(self.condition_py)}):
                 continue"""
         )
         return f"""\
-def partial(records):
+def partial(projections):
     groups = {{}}
-    for f in records:
-        for r in {self.rows_py}:{skip}
+    for p in projections:
+        f = p[0]
+        for r in {py(self.rows_py)}:{skip}
             key = ({keys},)
             a = groups.get(key)
             if a is None:
@@ -310,18 +314,29 @@ def partial(records):
         )
 
 
-def _tokens_seen(f: RecordSummary) -> int | None:
-    """:data:`_TOKENS_SEEN` in Python."""
-    for tokens in (f.total_tokens, f.input_tokens, f.output_tokens):
-        if tokens is not None:
-            return tokens
-    return None
+# A record's position in a projection (summary.project), by the summary's field names: its
+# scalars are ``f``, its child rows ``p[1]`` (models) to ``p[3]`` (error types).
+_SCALARS: Final = RecordSummary._fields[1:-3]
+_RECORD: Final = {
+    **{name: f"f[{i}]" for i, name in enumerate(_SCALARS)},
+    "models": "p[1]",
+    "stage_durations": "p[2]",
+    "error_types": "p[3]",
+}
+_ROW: Final = {
+    "files": {name: f"r[{i}]" for i, name in enumerate(_SCALARS)},
+    "models": {name: f"r[{i}]" for i, name in enumerate(ModelTokens._fields)},
+    "stages": {name: f"r[{i}]" for i, name in enumerate(StageSummary._fields)},
+    "errors": {},  # an error type is a string
+}
+_ATTRIBUTE: Final = re.compile(r"\b([fr])\.(\w+)")
 
 
-def _item_seconds(f: RecordSummary) -> float | None:
-    if f.parallel_efficiency is None or f.duration_seconds is None:
-        return None
-    return f.parallel_efficiency * f.duration_seconds
+def _positional(py: str, row: str) -> str:
+    """``py``, written over a summary (``f.duration_seconds``) and its rows (``r.model``), as
+    it reads a projection of source ``row``: ``f[2]``, ``r[0]`` (KeyError for a name that is
+    not a field)."""
+    return _ATTRIBUTE.sub(lambda m: (_RECORD if m[1] == "f" else _ROW[row])[m[2]], py)
 
 
 def _split(values: list[float]) -> tuple[float, float]:
@@ -336,22 +351,28 @@ def _split(values: list[float]) -> tuple[float, float]:
 _PYTHON: Final = {
     "split": _split,
     "run_total": run_total,
-    "tokens_seen": _tokens_seen,
-    "item_seconds": _item_seconds,
     "INT64": _INT64,
 }
 
 
 @cache
-def _compiled(rollup: Rollup) -> Callable[[Iterable[RecordSummary]], list[tuple[Any, ...]]]:
+def _compiled(rollup: Rollup) -> Callable[[Iterable[Projection]], list[tuple[Any, ...]]]:
     namespace = dict(_PYTHON)
     code = compile(rollup.partial_source(), f"<rollup {rollup.table}>", "exec")
     exec(code, namespace)  # noqa: S102 (made of this module's constants)
-    return cast(Callable[[Iterable["RecordSummary"]], list[tuple[Any, ...]]], namespace["partial"])
+    return cast(Callable[[Iterable[Projection]], list[tuple[Any, ...]]], namespace["partial"])
 
 
 # Each measure's Python follows its SQL; a files rollup's source row ``r`` is the record ``f``.
 _TOKENS_SEEN: Final = "COALESCE(f.total_tokens, f.input_tokens, f.output_tokens)"
+_TOKENS_SEEN_PY: Final = (
+    "(f.total_tokens if f.total_tokens is not None else "
+    "f.input_tokens if f.input_tokens is not None else f.output_tokens)"
+)
+_ITEM_SECONDS_PY: Final = (
+    "(f.parallel_efficiency * f.duration_seconds if f.parallel_efficiency is not None "
+    "and f.duration_seconds is not None else None)"
+)
 _OPERATION: Final = Key("operation", "f.operation", "f.operation")
 
 OPERATION_TOTALS: Final = Rollup(
@@ -375,7 +396,9 @@ OPERATION_TOTALS: Final = Rollup(
         Measure("success", "COALESCE(f.success_count, 0)", "f.success_count or 0"),
         Measure("failure", "COALESCE(f.failure_count, 0)", "f.failure_count or 0"),
         Measure("partial", "COALESCE(f.partial_count, 0)", "f.partial_count or 0"),
-        Measure("runs_with_tokens", f"{_TOKENS_SEEN} IS NOT NULL", "tokens_seen(f) is not None"),
+        Measure(
+            "runs_with_tokens", f"{_TOKENS_SEEN} IS NOT NULL", f"{_TOKENS_SEEN_PY} is not None"
+        ),
         Measure("input_tokens", "COALESCE(f.input_tokens, 0)", "f.input_tokens or 0"),
         Measure("output_tokens", "COALESCE(f.output_tokens, 0)", "f.output_tokens or 0"),
         Measure(
@@ -389,7 +412,7 @@ OPERATION_TOTALS: Final = Rollup(
         Measure(
             "runs_unpriced",
             f"f.estimated_cost IS NULL AND COALESCE({_TOKENS_SEEN}, 0) > 0",
-            "f.estimated_cost is None and (tokens_seen(f) or 0) > 0",
+            f"f.estimated_cost is None and ({_TOKENS_SEEN_PY} or 0) > 0",
         ),
         Measure(
             "runs_with_efficiency",
@@ -413,12 +436,12 @@ OPERATION_TOTALS: Final = Rollup(
         Measure(
             "runs_with_item_time",
             "f.parallel_efficiency IS NOT NULL AND f.duration_seconds IS NOT NULL",
-            "item_seconds(f) is not None",
+            f"{_ITEM_SECONDS_PY} is not None",
         ),
         Measure(
             "item_seconds",
             "COALESCE(f.parallel_efficiency * f.duration_seconds, 0)",
-            "item_seconds(f) or 0.0",
+            f"{_ITEM_SECONDS_PY} or 0.0",
             real=True,
         ),
     ),
@@ -467,6 +490,6 @@ ERROR_TOTALS: Final = Rollup(
 ROLLUPS: Final = (OPERATION_TOTALS, MODEL_TOTALS, STAGE_TOTALS, ERROR_TOTALS)
 
 
-def partials(records: Sequence[RecordSummary]) -> tuple[list[tuple[Any, ...]], ...]:
-    """:meth:`Rollup.partial` of ``records`` for each of :data:`ROLLUPS`, in order."""
-    return tuple(rollup.partial(records) for rollup in ROLLUPS)
+def partials(projections: Sequence[Projection]) -> tuple[list[tuple[Any, ...]], ...]:
+    """:meth:`Rollup.partial` of ``projections`` for each of :data:`ROLLUPS`, in order."""
+    return tuple(rollup.partial(projections) for rollup in ROLLUPS)

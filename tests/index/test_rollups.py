@@ -23,6 +23,7 @@ from exporter.index import writes as index_writes
 from exporter.index.readback import ReadBack
 from exporter.index.rollups import ROLLUPS, Rollup
 from exporter.index.store import ArchiveIndex, RecordFilter, SumOverflowError
+from exporter.index.summary import Projection
 from exporter.reports.trends import compute_trends
 from exporter.signals.thresholds import load_thresholds
 from instrumentation.semconv import OPERATIONS
@@ -177,11 +178,14 @@ def test_the_sums_a_bulk_load_makes_in_python_equal_the_sql_over_the_rows(
         _put(archive, slot, record)
     with ArchiveIndex(archive, archive.parent / f"{archive.name}.sqlite") as index:
         index.refresh()
-        summaries = list(index.summaries())
+        projections: list[Projection] = [
+            (s[1:-3], [*s.models], [*s.stage_durations], [*s.error_types])
+            for s in index.summaries()
+        ]
         for rollup in ROLLUPS:
             reals = sum(m.real for m in rollup.measures)
             made = []
-            for row in rollup.partial(summaries):
+            for row in rollup.partial(projections):
                 sums, compensations = row[: len(row) - reals], row[len(row) - reals :]
                 compensation = iter(compensations)
                 width = len(rollup.keys) + 1  # the keys and the row count
