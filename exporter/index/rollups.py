@@ -52,7 +52,9 @@ __all__ = [
 ]
 
 _VALID: Final = "f.invalid_reason IS NULL"
-_INT64: Final = range(-(2**63), 2**63)
+# SQLite's integers; compared, not tested with ``in range(...)``, which scans a float
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +270,7 @@ def partial(projections):
     out = []
     for key, a in groups.items():
         for i in ({integers},):
-            if a[i] not in INT64:
+            if not INT64_MIN <= a[i] <= INT64_MAX:
                 raise OverflowError("{self.table}: a sum leaves 64 bits"){split}
         out.append((*key, {sums}{compensations}))
     return out
@@ -351,7 +353,8 @@ def _split(values: list[float]) -> tuple[float, float]:
 _PYTHON: Final = {
     "split": _split,
     "run_total": run_total,
-    "INT64": _INT64,
+    "INT64_MIN": _INT64_MIN,
+    "INT64_MAX": _INT64_MAX,
 }
 
 
