@@ -3,6 +3,8 @@
 :func:`open_index` makes the tables, anew for a file of another format, and rebuilds a file
 SQLite cannot read. A forked child must not use a connection its parent opened:
 :func:`open_in_child` sets that one aside and opens one of the child's own.
+:func:`committed_without_checkpoint` and :func:`checkpoint_in_background` let a large write
+return before its pages are copied from the write-ahead log into the file.
 """
 
 from __future__ import annotations
@@ -10,15 +12,24 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Final
 
 from exporter.index.rollups import ROLLUPS
 from exporter.index.schema import ALL_SCHEMA, CHILD_TABLES, FORMAT, meta, set_meta
+from exporter.util.forking import start_helper
 
-__all__ = ["open_in_child", "open_index"]
+__all__ = [
+    "checkpoint_in_background",
+    "committed_without_checkpoint",
+    "open_in_child",
+    "open_index",
+]
 
 _log = logging.getLogger(__name__)
+
+_BUSY_SECONDS: Final = 30.0  # how long a statement waits for another connection's lock
 
 # The connections forked children inherited: kept referenced, so that a child never closes
 # one (SQLite forbids using it there; closing it could checkpoint and delete the parent's WAL).
@@ -41,9 +52,8 @@ def open_index(path: Path | None) -> sqlite3.Connection:
 
 
 def _connect(target: str) -> sqlite3.Connection:
-    db = sqlite3.connect(target, timeout=30.0, check_same_thread=False, isolation_level=None)
+    db = _plain_connection(target)
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
     db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     if meta(db, "format") != FORMAT:
         # a new file, or one of an older layout: (re)create the tables
@@ -59,6 +69,49 @@ def _connect(target: str) -> sqlite3.Connection:
     return db
 
 
+def _plain_connection(target: str) -> sqlite3.Connection:
+    db = sqlite3.connect(
+        target, timeout=_BUSY_SECONDS, check_same_thread=False, isolation_level=None
+    )
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
+def committed_without_checkpoint(db: sqlite3.Connection) -> None:
+    """COMMIT the write transaction of ``db`` without copying the log into the file now.
+
+    A bulk load's commit would otherwise checkpoint in the committing call: the whole new
+    file (50 MB at 100,000 records) copied from the log and synced, ~0.2 s on one core before
+    the caller gets its answer. :func:`checkpoint_in_background` copies it meanwhile.
+    """
+    (pages,) = db.execute("PRAGMA wal_autocheckpoint").fetchone()
+    db.execute("PRAGMA wal_autocheckpoint=0")
+    try:
+        db.execute("COMMIT")
+    finally:
+        db.execute(f"PRAGMA wal_autocheckpoint={int(pages)}")
+
+
+def checkpoint_in_background(path: Path) -> threading.Thread:
+    """Start copying what the index file's log holds into the file, on a connection of its
+    own, and return the thread (join it before the process closes its last connection, which
+    would checkpoint too; a fork waits for it, see :mod:`exporter.util.forking`). Readers and
+    writers go on meanwhile: a passive checkpoint waits for nobody and copies only committed
+    pages. One that fails leaves the log as it was, for SQLite's next checkpoint."""
+    return start_helper(_checkpoint, str(path), name="index-checkpoint")
+
+
+def _checkpoint(target: str) -> None:
+    try:
+        db = _plain_connection(target)
+        try:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            db.close()
+    except sqlite3.Error:
+        _log.debug("checkpointing %s failed; SQLite's next checkpoint will", target, exc_info=True)
+
+
 def open_in_child(inherited: sqlite3.Connection, path: Path | None) -> sqlite3.Connection:
     """In a forked child, a connection to use instead of the parent's ``inherited`` one.
 
@@ -71,5 +124,5 @@ def open_in_child(inherited: sqlite3.Connection, path: Path | None) -> sqlite3.C
     _INHERITED.append(inherited)
     uri = path.absolute().as_uri() + "?mode=ro"
     return sqlite3.connect(
-        uri, uri=True, timeout=30.0, check_same_thread=False, isolation_level=None
+        uri, uri=True, timeout=_BUSY_SECONDS, check_same_thread=False, isolation_level=None
     )

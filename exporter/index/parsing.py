@@ -36,6 +36,7 @@ from exporter.index.rollups import partials
 from exporter.index.summary import Projection, RecordSummary, project
 from exporter.index.writes import FileIdentity, Rows, rows_of
 from exporter.util.cpu import gc_paused, usable_cores
+from exporter.util.forking import may_fork
 
 __all__ = [
     "PARALLEL_FROM",
@@ -162,7 +163,7 @@ def parse_rows(
     if len(names) < PARALLEL_FROM or workers < 2:
         yield _parse_to_rows(str(archive), names, first_id, fold)
         return
-    method = "fork" if threading.active_count() == 1 else "forkserver"
+    method = "fork" if may_fork() else "forkserver"
     starts = _chunk_starts(len(names), workers)
     ends = [*starts[1:], len(names)]
     context = multiprocessing.get_context(method)

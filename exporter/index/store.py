@@ -44,7 +44,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from exporter.index.connection import open_in_child, open_index
+from exporter.index.connection import (
+    checkpoint_in_background,
+    committed_without_checkpoint,
+    open_in_child,
+    open_index,
+)
 from exporter.index.parsing import (
     Fold,
     parse_files,
@@ -149,6 +154,7 @@ class ArchiveIndex:
         path = db_path if db_path is not None else default_index_path(self.archive)
         self.db_path = path
         self._db = open_index(path)
+        self._checkpointing: threading.Thread | None = None  # after a bulk load, see _commit
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -170,7 +176,14 @@ class ArchiveIndex:
 
     def close(self) -> None:
         with self._locked() as db:
+            self._checkpointed()
             db.close()
+
+    def _checkpointed(self) -> None:
+        """Wait for the checkpoint a bulk load left running, if any."""
+        if self._checkpointing is not None:
+            self._checkpointing.join()
+            self._checkpointing = None
 
     def __enter__(self) -> ArchiveIndex:
         return self
@@ -283,6 +296,8 @@ class ArchiveIndex:
         changed = [*gone, *names]  # every row of these names goes, also another process's
         replaced = [n for n in changed if n in known]
         bulk = len(changed) >= _BULK_CHANGES and len(changed) * 8 >= len(known) + len(names)
+        if bulk:
+            self._checkpointed()  # the last bulk load's thread: none may run when workers fork
         outcomes = [] if bulk else parse_files(self.archive, names)  # outside the transaction
         stored: dict[str, FileIdentity] = {}
         newly_invalid: dict[str, str] = {}
@@ -312,7 +327,7 @@ class ArchiveIndex:
             if heal and not bulk:
                 heal_rollups(db)
             set_meta(db, "dir_mtime_ns", str(dir_mtime))
-            db.execute("COMMIT")
+            self._commit(db, bulk=bulk)
         except BaseException:
             db.execute("ROLLBACK")
             self._known = self._invalid = None  # re-read from the database next time
@@ -334,6 +349,16 @@ class ArchiveIndex:
             seconds=time.perf_counter() - started,
             folded=tuple(folded) if fold is not None and None not in folded else (),
         )
+
+    def _commit(self, db: sqlite3.Connection, *, bulk: bool) -> None:
+        """COMMIT; a bulk load's pages are copied from the log into the file in a thread
+        meanwhile, while the caller reads its first answer (~0.2 s less at 100,000 records)."""
+        if not bulk or self.db_path is None:
+            db.execute("COMMIT")
+            return
+        committed_without_checkpoint(db)
+        self._checkpointed()
+        self._checkpointing = checkpoint_in_background(self.db_path)
 
     def _replaced_rows(
         self, names: Sequence[str], known: dict[str, FileIdentity]

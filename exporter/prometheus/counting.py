@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
 
@@ -32,6 +31,7 @@ from exporter.index.summary import RecordSummary
 from exporter.prometheus.aggregates import Aggregates
 from exporter.prometheus.series import Contribution, contributions
 from exporter.util.cpu import usable_cores
+from exporter.util.forking import may_fork
 
 __all__ = ["PARALLEL_FROM", "add_shares", "count", "count_share"]
 
@@ -41,7 +41,7 @@ PARALLEL_FROM: Final = 20_000  # below this, a fork costs more than it saves
 def count(summaries: Sequence[RecordSummary], into: Aggregates) -> dict[str, str]:
     """Add every countable record of ``summaries`` to ``into``; returns the others' file names
     and why each cannot be counted (a figure too large for any clock)."""
-    shares = usable_cores() if len(summaries) >= PARALLEL_FROM and _may_fork() else 1
+    shares = usable_cores() if len(summaries) >= PARALLEL_FROM and may_fork() else 1
     size = max(1, -(-len(summaries) // shares))
     children = {
         start: _fork(summaries, start, start + size) for start in range(size, len(summaries), size)
@@ -138,7 +138,3 @@ def add_shares(shares: Iterable[Any]) -> tuple[Aggregates, dict[str, str]] | Non
             return None
         total.add(counted)
     return total, unusable
-
-
-def _may_fork() -> bool:
-    return hasattr(os, "fork") and threading.active_count() == 1

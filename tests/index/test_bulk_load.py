@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from exporter.archive import model
-from exporter.index import parsing, store
+from exporter.index import connection, parsing, store
 from exporter.index.rollups import ROLLUPS
 from exporter.index.store import ArchiveIndex
 from exporter.index.writes import Rows
@@ -172,3 +172,25 @@ def test_a_first_build_readies_the_validator_while_listing_and_forks_with_one_th
     with ArchiveIndex(archive, db_path=tmp_path / "index.sqlite") as index:
         assert len(index.refresh().added) == RECORDS
     assert seen == [(threading.active_count(), 1)]
+
+
+def test_a_bulk_load_returns_before_its_log_is_copied_and_close_waits_for_the_copy(
+    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _parallel(monkeypatch)
+    started: list[threading.Thread] = []
+    real = connection.checkpoint_in_background
+
+    def spy(path: Path) -> threading.Thread:
+        started.append(real(path))
+        return started[-1]
+
+    monkeypatch.setattr(store, "checkpoint_in_background", spy)
+    db_path = tmp_path / "index.sqlite"
+    with ArchiveIndex(archive, db_path=db_path) as index:
+        index.refresh()
+        assert len(started) == 1
+        index.refresh(full=True)  # a few changes at most: committed as usual
+        assert len(started) == 1
+    assert not started[0].is_alive()
+    assert _contents(db_path)["files"]

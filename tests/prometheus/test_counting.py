@@ -50,7 +50,7 @@ def one_at_a_time(records: list[RecordSummary]) -> tuple[Aggregates, dict[str, s
 def forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Fork from 10 records on, whatever threads the test process has; the children forked."""
     monkeypatch.setattr(counting, "PARALLEL_FROM", 10)
-    monkeypatch.setattr(counting, "_may_fork", lambda: True)
+    monkeypatch.setattr(counting, "may_fork", lambda: True)
     monkeypatch.setattr(counting, "usable_cores", lambda: 3)
     children: list[int] = []
     real_fork = os.fork

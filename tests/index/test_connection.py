@@ -1,0 +1,65 @@
+"""The index file's connections: a large commit returns before its pages leave the log."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from exporter.index.connection import (
+    checkpoint_in_background,
+    committed_without_checkpoint,
+    open_index,
+)
+
+ROWS = 8000  # 8 MB: twice what SQLite's automatic checkpoint waits for (1000 pages of 4 KiB)
+
+
+def _write_rows(db: sqlite3.Connection) -> None:
+    db.execute("BEGIN IMMEDIATE")
+    db.executemany("INSERT INTO meta VALUES (?, ?)", [(f"k{i}", "x" * 1000) for i in range(ROWS)])
+
+
+def _rows_seen_elsewhere(path: Path) -> int:
+    other = sqlite3.connect(path)
+    try:
+        return int(other.execute("SELECT count(*) FROM meta WHERE key LIKE 'k%'").fetchone()[0])
+    finally:
+        other.close()
+
+
+def test_a_commit_without_checkpoint_leaves_the_copy_to_a_thread(tmp_path: Path) -> None:
+    path = tmp_path / "index.sqlite"
+    db = open_index(path)
+    try:
+        before = path.stat().st_size
+        _write_rows(db)
+        committed_without_checkpoint(db)
+        assert path.stat().st_size == before  # the rows are in the log only...
+        assert _rows_seen_elsewhere(path) == ROWS  # ...and committed: others read them
+        assert db.execute("PRAGMA wal_autocheckpoint").fetchone() == (1000,)  # as it was
+        checkpoint_in_background(path).join()
+        assert path.stat().st_size > ROWS * 1000  # copied into the file by the thread
+    finally:
+        db.close()
+
+
+def test_a_plain_commit_copies_at_once(tmp_path: Path) -> None:
+    """The control: what the function above spares the committing call."""
+    path = tmp_path / "index.sqlite"
+    db = open_index(path)
+    try:
+        _write_rows(db)
+        db.execute("COMMIT")
+        assert path.stat().st_size > ROWS * 1000
+    finally:
+        db.close()
+
+
+def test_a_failed_background_checkpoint_is_only_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG", logger="exporter.index.connection")
+    checkpoint_in_background(tmp_path / "missing" / "index.sqlite").join()
+    assert "checkpointing" in caplog.text
