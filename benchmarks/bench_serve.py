@@ -72,10 +72,12 @@ class _Served:
         self.refreshes: list[float] = []
         real: Callable[..., RefreshResult] = self.index.refresh
 
-        def timed(*, full: bool = False, fold: Fold | None = None) -> RefreshResult:
+        def timed(
+            *, full: bool = False, fold: Fold | None = None, indexes_later: bool = False
+        ) -> RefreshResult:
             started = time.perf_counter()
             try:
-                return real(full=full, fold=fold)
+                return real(full=full, fold=fold, indexes_later=indexes_later)
             finally:
                 self.refreshes.append(time.perf_counter() - started)
 

@@ -3,8 +3,8 @@
 :func:`open_index` makes the tables, anew for a file of another format, and rebuilds a file
 SQLite cannot read. A forked child must not use a connection its parent opened:
 :func:`open_in_child` sets that one aside and opens one of the child's own.
-:func:`committed_without_checkpoint` and :func:`checkpoint_in_background` let a large write
-return before its pages are copied from the write-ahead log into the file.
+:func:`committed_without_checkpoint` and :func:`in_background` (with :func:`checkpoint`) let a
+large write return before its pages are copied from the write-ahead log into the file.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -21,8 +22,9 @@ from exporter.index.schema import ALL_SCHEMA, CHILD_TABLES, FORMAT, meta, set_me
 from exporter.util.forking import start_helper
 
 __all__ = [
-    "checkpoint_in_background",
+    "checkpoint",
     "committed_without_checkpoint",
+    "in_background",
     "open_in_child",
     "open_index",
 ]
@@ -82,7 +84,7 @@ def committed_without_checkpoint(db: sqlite3.Connection) -> None:
 
     A bulk load's commit would otherwise checkpoint in the committing call: the whole new
     file (50 MB at 100,000 records) copied from the log and synced, ~0.2 s on one core before
-    the caller gets its answer. :func:`checkpoint_in_background` copies it meanwhile.
+    the caller gets its answer. :func:`checkpoint`, :func:`in_background`, copies it meanwhile.
     """
     (pages,) = db.execute("PRAGMA wal_autocheckpoint").fetchone()
     db.execute("PRAGMA wal_autocheckpoint=0")
@@ -92,24 +94,31 @@ def committed_without_checkpoint(db: sqlite3.Connection) -> None:
         db.execute(f"PRAGMA wal_autocheckpoint={int(pages)}")
 
 
-def checkpoint_in_background(path: Path) -> threading.Thread:
-    """Start copying what the index file's log holds into the file, on a connection of its
-    own, and return the thread (join it before the process closes its last connection, which
-    would checkpoint too; a fork waits for it, see :mod:`exporter.util.forking`). Readers and
-    writers go on meanwhile: a passive checkpoint waits for nobody and copies only committed
-    pages. One that fails leaves the log as it was, for SQLite's next checkpoint."""
-    return start_helper(_checkpoint, str(path), name="index-checkpoint")
+def in_background(
+    path: Path, job: Callable[[sqlite3.Connection], object], *, name: str
+) -> threading.Thread:
+    """Run ``job`` on a connection of its own to the index file at ``path``, in a helper thread
+    (a fork waits for it, see :mod:`exporter.util.forking`), and return the thread: join it
+    before the process closes its last connection. A job that fails is logged: what it leaves
+    undone is done later (a checkpoint by SQLite's next one, an index by the next open)."""
+    return start_helper(_run_job, str(path), job, name, name=name)
 
 
-def _checkpoint(target: str) -> None:
+def _run_job(target: str, job: Callable[[sqlite3.Connection], object], name: str) -> None:
     try:
         db = _plain_connection(target)
         try:
-            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            job(db)
         finally:
             db.close()
-    except sqlite3.Error:
-        _log.debug("checkpointing %s failed; SQLite's next checkpoint will", target, exc_info=True)
+    except sqlite3.Error as exc:
+        _log.warning("index %s: %s failed in the background: %s", target, name, exc)
+
+
+def checkpoint(db: sqlite3.Connection) -> None:
+    """Copy what the log holds into the file, as far as it can without waiting: a passive
+    checkpoint lets readers and writers go on, and copies only committed pages."""
+    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def open_in_child(inherited: sqlite3.Connection, path: Path | None) -> sqlite3.Connection:

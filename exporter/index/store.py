@@ -45,8 +45,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from exporter.index.connection import (
-    checkpoint_in_background,
+    checkpoint,
     committed_without_checkpoint,
+    in_background,
     open_in_child,
     open_index,
 )
@@ -72,6 +73,7 @@ from exporter.index.summary import (
 from exporter.index.writes import (
     NAMES_PER_QUERY,
     FileIdentity,
+    build_indexes,
     bulk_load,
     count_write,
     drop_rows,
@@ -111,6 +113,23 @@ _UNSETTLED: Final = -2  # stored instead of such an mtime: it never matches a re
 # A refresh changing at least this many records, and an eighth of the index, recomputes the
 # rollups in one pass instead of letting their triggers add and subtract row by row.
 _BULK_CHANGES: Final = 1000
+
+
+def _indexed(db: sqlite3.Connection) -> None:
+    """Build a bulk load's indexes in a write transaction of their own, committed without
+    a checkpoint (the caller's next step copies them, see :func:`checkpoint`)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        build_indexes(db)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    committed_without_checkpoint(db)
+
+
+def _indexed_and_copied(db: sqlite3.Connection) -> None:
+    _indexed(db)
+    checkpoint(db)
 
 
 def default_index_path(archive: Path, *, purpose: str = "") -> Path | None:
@@ -154,7 +173,7 @@ class ArchiveIndex:
         path = db_path if db_path is not None else default_index_path(self.archive)
         self.db_path = path
         self._db = open_index(path)
-        self._checkpointing: threading.Thread | None = None  # after a bulk load, see _commit
+        self._helpers: list[threading.Thread] = []  # a bulk load's, see _finish_bulk
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -176,14 +195,14 @@ class ArchiveIndex:
 
     def close(self) -> None:
         with self._locked() as db:
-            self._checkpointed()
+            self._helpers_done()
             db.close()
 
-    def _checkpointed(self) -> None:
-        """Wait for the checkpoint a bulk load left running, if any."""
-        if self._checkpointing is not None:
-            self._checkpointing.join()
-            self._checkpointing = None
+    def _helpers_done(self) -> None:
+        """Wait for what a bulk load left running (copying its log, building its indexes)."""
+        for helper in self._helpers:
+            helper.join()
+        self._helpers.clear()
 
     def __enter__(self) -> ArchiveIndex:
         return self
@@ -193,7 +212,9 @@ class ArchiveIndex:
 
     # -- refresh -------------------------------------------------------------------------
 
-    def refresh(self, *, full: bool = False, fold: Fold | None = None) -> RefreshResult:
+    def refresh(
+        self, *, full: bool = False, fold: Fold | None = None, indexes_later: bool = False
+    ) -> RefreshResult:
         """Bring the index up to date with the archive directory and report what changed.
 
         Without ``full``, an unchanged directory mtime (as last seen by any process using this
@@ -201,6 +222,9 @@ class ArchiveIndex:
         vanished are read. ``full`` also stats every file, to catch records rewritten in place
         (as the seed's scripts do), which leave the directory's mtime alone. ``fold`` is made
         of the records a bulk load adds, where they are parsed (:attr:`RefreshResult.folded`).
+        ``indexes_later``: a bulk load returns before its read indexes are built, by a thread,
+        for a caller that can answer first from what it folded (queries meanwhile are right,
+        only slower).
         """
         started = time.perf_counter()
         with self._locked():
@@ -247,7 +271,14 @@ class ArchiveIndex:
             if time.time_ns() - dir_mtime < _MTIME_SETTLE_NS:
                 dir_mtime = _UNSETTLED
             result = self._apply(
-                to_read, gone, len(names), started, dir_mtime, heal=full, fold=fold
+                to_read,
+                gone,
+                len(names),
+                started,
+                dir_mtime,
+                heal=full,
+                fold=fold,
+                indexes_later=indexes_later,
             )
             self._dir_mtime_ns = dir_mtime
             if result.changed:
@@ -282,6 +313,7 @@ class ArchiveIndex:
         *,
         heal: bool = False,
         fold: Fold | None = None,
+        indexes_later: bool = False,
     ) -> RefreshResult:
         """Parse ``to_read``, drop ``gone``, and store the result in one transaction.
 
@@ -297,7 +329,7 @@ class ArchiveIndex:
         replaced = [n for n in changed if n in known]
         bulk = len(changed) >= _BULK_CHANGES and len(changed) * 8 >= len(known) + len(names)
         if bulk:
-            self._checkpointed()  # the last bulk load's thread: none may run when workers fork
+            self._helpers_done()  # the last bulk load's, which holds the write lock a while
         outcomes = [] if bulk else parse_files(self.archive, names)  # outside the transaction
         stored: dict[str, FileIdentity] = {}
         newly_invalid: dict[str, str] = {}
@@ -339,6 +371,8 @@ class ArchiveIndex:
         invalid.update(newly_invalid)
         for name, reason in newly_invalid.items():
             _log.warning("skipping invalid record %s: %s", self.archive / name, reason)
+        if bulk:
+            self._finish_bulk(later=indexes_later)
         return RefreshResult(
             added=added,
             removed=tuple(removed),
@@ -351,14 +385,30 @@ class ArchiveIndex:
         )
 
     def _commit(self, db: sqlite3.Connection, *, bulk: bool) -> None:
-        """COMMIT; a bulk load's pages are copied from the log into the file in a thread
-        meanwhile, while the caller reads its first answer (~0.2 s less at 100,000 records)."""
+        """COMMIT; a bulk load's pages are copied from the log into the file by a thread, while
+        the indexes are built and the caller reads (~0.2 s less at 100,000 records)."""
         if not bulk or self.db_path is None:
             db.execute("COMMIT")
             return
         committed_without_checkpoint(db)
-        self._checkpointed()
-        self._checkpointing = checkpoint_in_background(self.db_path)
+        self._helpers.append(in_background(self.db_path, checkpoint, name="checkpoint"))
+
+    def _finish_bulk(self, *, later: bool) -> None:
+        """Build the indexes a bulk load dropped (:func:`~exporter.index.writes.bulk_load`):
+        here, or with ``later`` in a thread of its own. One that fails leaves the rows as they
+        are, and queries slower, until the next open of the index makes it."""
+        if later and self.db_path is not None:
+            self._helpers.append(
+                in_background(self.db_path, _indexed_and_copied, name="building indexes")
+            )
+            return
+        try:
+            _indexed(self._db)
+        except sqlite3.Error as exc:
+            _log.warning("index %s: building indexes failed: %s", self.db_path, exc)
+            return
+        if self.db_path is not None:
+            self._helpers.append(in_background(self.db_path, checkpoint, name="checkpoint"))
 
     def _replaced_rows(
         self, names: Sequence[str], known: dict[str, FileIdentity]

@@ -127,7 +127,8 @@ def bulk_load(db: sqlite3.Connection) -> Iterator[Callable[[Rows], None]]:
 
     Each batch is added to the rollups by its :attr:`Rows.totals`, a few group sums; a batch
     without them by one statement per rollup (the triggers' upsert over the rows just
-    appended). The indexes are built again at the end, each in one pass.
+    appended). The indexes stay dropped: :func:`build_indexes` makes each in one pass, once
+    the rows are in (after the commit, so that a reader can use them meanwhile).
     """
     for statement in (
         *(f"DROP INDEX IF EXISTS {name}" for name in BULK_INDEXES),
@@ -148,7 +149,14 @@ def bulk_load(db: sqlite3.Connection) -> Iterator[Callable[[Rows], None]]:
             db.execute(rollup.add_appended, (last[rollup.source],))
 
     yield write
-    for statement in (*(s for rollup in ROLLUPS for s in rollup.schema), *CREATE_BULK_INDEXES):
+    for statement in (s for rollup in ROLLUPS for s in rollup.schema):
+        db.execute(statement)
+
+
+def build_indexes(db: sqlite3.Connection) -> None:
+    """Make the indexes a bulk load dropped (those already there are left alone: another
+    process that opened the index meanwhile may have made them)."""
+    for statement in CREATE_BULK_INDEXES:
         db.execute(statement)
 
 

@@ -135,7 +135,8 @@ class ArchiveCollector(Collector):
         started = time.perf_counter()
         try:
             if self._aggregates is None:
-                self._load(self.index.refresh(full=full, fold=self._fold()))
+                # the first scrape is answered from the fold: the index's read indexes follow
+                self._load(self.index.refresh(full=full, fold=self._fold(), indexes_later=True))
             else:
                 if self._ripe:
                     self._aggregates.apply_all(self._ripe)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ import pytest
 from exporter.archive import model
 from exporter.index import connection, parsing, store
 from exporter.index.rollups import ROLLUPS
+from exporter.index.schema import BULK_INDEXES, READ_INDEXES
 from exporter.index.store import ArchiveIndex
 from exporter.index.writes import Rows
 from tests.support.generated_archive import write_archive
@@ -174,23 +175,93 @@ def test_a_first_build_readies_the_validator_while_listing_and_forks_with_one_th
     assert seen == [(threading.active_count(), 1)]
 
 
-def test_a_bulk_load_returns_before_its_log_is_copied_and_close_waits_for_the_copy(
+def _helper_jobs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, threading.Thread]]:
+    """Record the helper threads the index starts (their names, and the threads)."""
+    started: list[tuple[str, threading.Thread]] = []
+    real = connection.in_background
+
+    def spy(
+        path: Path, job: Callable[[sqlite3.Connection], object], *, name: str
+    ) -> threading.Thread:
+        started.append((name, real(path, job, name=name)))
+        return started[-1][1]
+
+    monkeypatch.setattr(store, "in_background", spy)
+    return started
+
+
+def _indexes(db_path: Path) -> set[str]:
+    """The names of the indexes in the file, as another connection sees them."""
+    db = sqlite3.connect(db_path)
+    try:
+        return {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    finally:
+        db.close()
+
+
+def test_a_bulk_load_is_indexed_before_refresh_returns_and_its_log_copied_in_threads(
     archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _parallel(monkeypatch)
-    started: list[threading.Thread] = []
-    real = connection.checkpoint_in_background
-
-    def spy(path: Path) -> threading.Thread:
-        started.append(real(path))
-        return started[-1]
-
-    monkeypatch.setattr(store, "checkpoint_in_background", spy)
+    started = _helper_jobs(monkeypatch)
     db_path = tmp_path / "index.sqlite"
     with ArchiveIndex(archive, db_path=db_path) as index:
         index.refresh()
-        assert len(started) == 1
+        assert set(BULK_INDEXES) <= _indexes(db_path)
+        # the rows' log, copied while the indexes were built; then the indexes' own
+        assert [name for name, _ in started] == ["checkpoint", "checkpoint"]
         index.refresh(full=True)  # a few changes at most: committed as usual
-        assert len(started) == 1
-    assert not started[0].is_alive()
-    assert _contents(db_path)["files"]
+        assert len(started) == 2
+    assert not any(thread.is_alive() for _, thread in started)
+
+
+def test_a_bulk_load_for_later_indexes_answers_before_they_exist_and_rightly(
+    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _parallel(monkeypatch)
+    started = _helper_jobs(monkeypatch)
+    release = threading.Event()
+    real = store._indexed_and_copied
+
+    def held(db: sqlite3.Connection) -> None:
+        release.wait(timeout=30)
+        real(db)
+
+    monkeypatch.setattr(store, "_indexed_and_copied", held)
+    db_path = tmp_path / "index.sqlite"
+    reference = tmp_path / "reference.sqlite"
+    with ArchiveIndex(archive, db_path=reference) as index:
+        expected = list(index.refresh().added)
+        expected_runs = index.select("SELECT operation, count(*) FROM files GROUP BY 1")
+    started.clear()
+    with ArchiveIndex(archive, db_path=db_path) as index:
+        assert list(index.refresh(indexes_later=True).added) == expected
+        assert not set(READ_INDEXES) & _indexes(db_path)  # not built yet: queries scan
+        assert index.summaries() == sorted(expected, key=lambda s: (s.timestamp, s.file))
+        assert index.select("SELECT operation, count(*) FROM files GROUP BY 1") == expected_runs
+        assert sorted(name for name, _ in started) == ["building indexes", "checkpoint"]
+        release.set()
+    assert set(BULK_INDEXES) <= _indexes(db_path)  # close waited for them
+    assert _contents(db_path) == _contents(reference)
+
+
+def test_indexes_a_bulk_load_failed_to_build_are_made_by_the_next_open(
+    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The rows stay (committed before): only the indexes are missing, until the next open."""
+    _parallel(monkeypatch)
+
+    def full_disk(db: sqlite3.Connection) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    db_path = tmp_path / "index.sqlite"
+    with monkeypatch.context() as failing:
+        failing.setattr(store, "build_indexes", full_disk)
+        with ArchiveIndex(archive, db_path=db_path) as index:
+            assert len(index.refresh().added) == RECORDS
+            assert len(index) == RECORDS
+    assert "building indexes failed: database or disk is full" in caplog.text
+    assert not set(READ_INDEXES) & _indexes(db_path)
+    with ArchiveIndex(archive, db_path=db_path) as index:
+        assert len(index) == RECORDS
+    assert set(BULK_INDEXES) <= _indexes(db_path)

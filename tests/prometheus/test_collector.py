@@ -318,9 +318,9 @@ def test_record_too_large_to_count_is_skipped_not_fatal(
     real_refresh = ArchiveIndex.refresh
 
     def refresh_from_an_old_index(
-        self: ArchiveIndex, *, full: bool = False, fold: Fold | None = None
+        self: ArchiveIndex, *, full: bool = False, fold: Fold | None = None, **kw: bool
     ) -> RefreshResult:
-        result = real_refresh(self, full=full, fold=fold)
+        result = real_refresh(self, full=full, fold=fold, **kw)
         added = tuple(huge if s.file == huge.file else s for s in result.added)
         return dataclasses.replace(result, added=added)
 
@@ -385,10 +385,10 @@ def test_concurrent_scrapes_share_one_archive_refresh(tmp_path: Path) -> None:
     calls: list[bool] = []
     real_refresh = index.refresh
 
-    def slow_refresh(*, full: bool = False, fold: Fold | None = None):
+    def slow_refresh(*, full: bool = False, fold: Fold | None = None, **kw: bool):
         calls.append(full)
         assert release.wait(10)
-        return real_refresh(full=full, fold=fold)
+        return real_refresh(full=full, fold=fold, **kw)
 
     index.refresh = slow_refresh  # type: ignore[method-assign]
     threads = [threading.Thread(target=collector.update) for _ in range(4)]

@@ -200,7 +200,7 @@ def test_a_failed_scan_pushes_nothing_and_the_group_keeps_its_figures(
         before = http_get(gateway.url + "/metrics")[1].decode()
         broken = ArchiveIndex(archive, db_path=tmp_path / "broken.db")
 
-        def unreadable(*, full: bool = False, fold: object = None) -> None:
+        def unreadable(**kw: object) -> None:
             raise PermissionError("archive unreadable")
 
         monkeypatch.setattr(broken, "refresh", unreadable)
