@@ -251,14 +251,19 @@ class ArchiveIndex:
                 stats = self._list_with_stats() if dir_mtime != -1 else {}
                 names: AbstractSet[str] = stats.keys()
                 to_read = [n for n, st in stats.items() if known.get(n) != st]
+            elif not known:
+                # A first build reads every record, and each read's own fstat gives its
+                # identity: the names are enough. Meanwhile, ready the parser.
+                with validator_built_meanwhile():
+                    # plain names: iterdir's Path objects cost 0.1 s at 100,000 files
+                    listed = os.listdir(self.archive) if dir_mtime != -1 else []  # noqa: PTH208
+                names = frozenset(listed)
+                to_read = [n for n in listed if is_record_name(n)]
             else:
                 # New names, and names that now belong to another file: an atomic writer
                 # replaces a record by renaming a new file (a new inode) over it. readdir gives
                 # the inode without a stat; only a rewrite in place needs the full refresh.
-                # An empty index is about to parse every record: meanwhile, ready the parser.
-                ahead = validator_built_meanwhile() if not known else contextlib.nullcontext()
-                with ahead:
-                    listing = self._list_inodes() if dir_mtime != -1 else {}
+                listing = self._list_inodes() if dir_mtime != -1 else {}
                 names = listing.keys()
                 to_read = [
                     n
