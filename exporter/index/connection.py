@@ -113,6 +113,8 @@ def _run_job(target: str, job: Callable[[sqlite3.Connection], object], name: str
             db.close()
     except sqlite3.Error as exc:
         _log.warning("index %s: %s failed in the background: %s", target, name, exc)
+    except Exception:  # a bug: the same, with its traceback
+        _log.warning("index %s: %s failed in the background", target, name, exc_info=True)
 
 
 def checkpoint(db: sqlite3.Connection) -> None:

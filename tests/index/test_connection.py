@@ -63,3 +63,14 @@ def test_a_failed_background_job_is_logged_not_raised(
 ) -> None:
     in_background(tmp_path / "missing" / "index.sqlite", checkpoint, name="checkpoint").join()
     assert "checkpoint failed in the background" in caplog.text
+
+
+def test_a_background_job_with_a_bug_is_logged_with_its_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(db: sqlite3.Connection) -> None:
+        raise RuntimeError("a bug")
+
+    in_background(tmp_path / "index.sqlite", broken, name="broken job").join()
+    assert "broken job failed in the background" in caplog.text
+    assert "RuntimeError: a bug" in caplog.text
