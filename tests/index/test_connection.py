@@ -14,7 +14,7 @@ from exporter.index.connection import (
     open_index,
 )
 
-ROWS = 8000  # 8 MB: twice what SQLite's automatic checkpoint waits for (1000 pages of 4 KiB)
+ROWS = 24000  # 24 MB: more than SQLite's automatic checkpoint waits for (1000 pages of 16 KiB)
 
 
 def _write_rows(db: sqlite3.Connection) -> None:
@@ -74,3 +74,21 @@ def test_a_background_job_with_a_bug_is_logged_with_its_traceback(
     in_background(tmp_path / "index.sqlite", broken, name="broken job").join()
     assert "broken job failed in the background" in caplog.text
     assert "RuntimeError: a bug" in caplog.text
+
+
+def test_a_new_index_file_has_large_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    new = tmp_path / "new.sqlite"
+    open_index(new).close()
+    old = tmp_path / "old.sqlite"
+    made = sqlite3.connect(old)
+    made.execute("PRAGMA journal_mode=WAL")
+    made.execute("CREATE TABLE earlier (x)")
+    made.close()
+    db = open_index(old)  # tables made beside what is there, in the file's own pages
+    db.close()
+    sizes = {}
+    for path in (new, old):
+        other = sqlite3.connect(path)
+        sizes[path.name] = other.execute("PRAGMA page_size").fetchone()[0]
+        other.close()
+    assert sizes == {"new.sqlite": 16384, "old.sqlite": 4096}
