@@ -320,7 +320,8 @@ class ArchiveIndex:
         fold: Fold | None = None,
         indexes_later: bool = False,
     ) -> RefreshResult:
-        """Parse ``to_read``, drop ``gone``, and store the result in one transaction.
+        """Parse ``to_read``, drop ``gone``, and store the result in one transaction (a bulk
+        load's indexes follow in another, see :meth:`_finish_bulk`).
 
         With ``heal`` (a full refresh), totals an overflow made inexact are recomputed. A bulk
         change (a first build) is parsed into rows by worker processes and written as they
