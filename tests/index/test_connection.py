@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -23,17 +24,13 @@ def _write_rows(db: sqlite3.Connection) -> None:
 
 
 def _rows_seen_elsewhere(path: Path) -> int:
-    other = sqlite3.connect(path)
-    try:
+    with closing(sqlite3.connect(path)) as other:
         return int(other.execute("SELECT count(*) FROM meta WHERE key LIKE 'k%'").fetchone()[0])
-    finally:
-        other.close()
 
 
 def test_a_commit_without_checkpoint_leaves_the_copy_to_a_thread(tmp_path: Path) -> None:
     path = tmp_path / "index.sqlite"
-    db = open_index(path)
-    try:
+    with closing(open_index(path)) as db:
         before = path.stat().st_size
         _write_rows(db)
         committed_without_checkpoint(db)
@@ -42,20 +39,15 @@ def test_a_commit_without_checkpoint_leaves_the_copy_to_a_thread(tmp_path: Path)
         assert db.execute("PRAGMA wal_autocheckpoint").fetchone() == (1000,)  # as it was
         in_background(path, checkpoint, name="checkpoint").join()
         assert path.stat().st_size > ROWS * 1000  # copied into the file by the thread
-    finally:
-        db.close()
 
 
 def test_a_plain_commit_copies_at_once(tmp_path: Path) -> None:
     """The control: what the function above spares the committing call."""
     path = tmp_path / "index.sqlite"
-    db = open_index(path)
-    try:
+    with closing(open_index(path)) as db:
         _write_rows(db)
         db.execute("COMMIT")
         assert path.stat().st_size > ROWS * 1000
-    finally:
-        db.close()
 
 
 def test_a_failed_background_job_is_logged_not_raised(
@@ -88,7 +80,6 @@ def test_a_new_index_file_has_large_pages_and_an_old_one_keeps_its_own(tmp_path:
     db.close()
     sizes = {}
     for path in (new, old):
-        other = sqlite3.connect(path)
-        sizes[path.name] = other.execute("PRAGMA page_size").fetchone()[0]
-        other.close()
+        with closing(sqlite3.connect(path)) as other:
+            sizes[path.name] = other.execute("PRAGMA page_size").fetchone()[0]
     assert sizes == {"new.sqlite": 16384, "old.sqlite": 4096}
