@@ -22,52 +22,10 @@ from exporter.archive.model import BatchRecord, dump_record, parse_record
 from exporter.cli.main import main
 from exporter.sdk.assemble import assemble
 from instrumentation import semconv as sc
+from tests.support.documents import FIELD_PATHS, VALID_BYTES, any_json
 from tests.support.span_trees import PRICING, SpanTree
 
 # -- the loader: any bytes -> a record or InvalidRecordFile -------------------------------------
-
-VALID: dict[str, Any] = {
-    "batch_id": "47",
-    "operation": "review",
-    "timestamp": "2025-11-01T10:00:00+00:00",
-    "duration_seconds": 61.5,
-    "metrics": {
-        "total_items": 3,
-        "success_count": 2,
-        "failure_count": 1,
-        "token_usage": {"input_tokens": 10, "output_tokens": 5, "estimated_cost": 0.1},
-        "stage_durations": [{"stage": 1, "duration_seconds": 2.0, "items": ["a", "b", "c"]}],
-        "errors": [{"item_id": "c", "error_type": "E", "error_message": "m"}],
-    },
-    "run_id": "r1",
-    "status": "partial",
-}
-VALID_BYTES = json.dumps(VALID).encode()
-
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats()  # NaN and infinities included: json.dumps writes NaN / Infinity tokens
-    | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=20,
-)
-FIELD_PATHS = [
-    ("batch_id",),
-    ("operation",),
-    ("timestamp",),
-    ("duration_seconds",),
-    ("run_id",),
-    ("metrics",),
-    ("metrics", "total_items"),
-    ("metrics", "success_count"),
-    ("metrics", "token_usage"),
-    ("metrics", "stage_durations"),
-    ("metrics", "errors"),
-]
 
 
 @st.composite
@@ -77,7 +35,7 @@ def field_replaced(draw: st.DrawFn) -> bytes:
     target = document
     for parent in parents:
         target = target[parent]
-    target[key] = draw(json_values)
+    target[key] = draw(any_json)
     return json.dumps(document).encode()
 
 
@@ -91,7 +49,7 @@ def spliced(draw: st.DrawFn) -> bytes:
 
 any_input = st.one_of(
     st.binary(max_size=600),
-    json_values.map(lambda v: json.dumps(v).encode()),
+    any_json.map(lambda v: json.dumps(v).encode()),
     field_replaced(),
     spliced(),
     st.integers(0, 20_000).map(lambda depth: b"[" * depth + b"]" * depth),
@@ -276,7 +234,7 @@ def records(draw: st.DrawFn) -> BatchRecord:
     extras = draw(
         st.dictionaries(
             st.from_regex(r"x_[a-z]{1,6}", fullmatch=True),
-            json_values.filter(_finite_json).filter(lambda v: v is not None),
+            any_json.filter(_finite_json).filter(lambda v: v is not None),
             max_size=2,
         )
     )

@@ -14,7 +14,7 @@ import re
 import tempfile
 import time
 import warnings
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from exporter.archive.files import read_record
 from exporter.archive.lenient import seed_problems
@@ -34,126 +34,8 @@ from exporter.cli.main import main
 from exporter.cli.validate import check_paths
 from exporter.index.store import ArchiveIndex, RecordSummary
 from exporter.prometheus.collector import ArchiveCollector
+from tests.support.documents import PROJECT_NAMES, mutated, seed_documents
 from tests.support.seed import seed_schema, seed_validator
-
-
-def _project_names(model: type[BaseModel]) -> set[str]:
-    """Every field name of the model and the models inside it."""
-    names: set[str] = set()
-    stack: list[Any] = [model]
-    seen: set[type[BaseModel]] = set()
-    while stack:
-        current = stack.pop()
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            if current in seen:
-                continue
-            seen.add(current)
-            for name, info in current.model_fields.items():
-                names.add(name)
-                stack.append(info.annotation)
-        else:
-            stack.extend(getattr(current, "__args__", ()))
-    return names
-
-
-PROJECT_NAMES = sorted(_project_names(BatchRecord))
-
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=12),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
-    ),
-    max_leaves=8,
-)
-
-integers = st.one_of(
-    st.integers(0, 50),
-    st.integers(),
-    st.integers(-(2**70), 2**70),
-    st.integers(0, 2**60).map(float),  # 3.0 is an integer for JSON schema
-)
-numbers = st.one_of(
-    st.floats(0, 1e4, allow_nan=False),
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.integers(-(2**64), 2**64),
-)
-
-
-@st.composite
-def date_times(draw: st.DrawFn) -> str:
-    """RFC 3339 date-times, in the forms other tools write them."""
-    moment = draw(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)))
-    minutes = draw(st.integers(-23 * 60 - 59, 23 * 60 + 59))
-    offset = timezone(timedelta(minutes=minutes))
-    timespec = draw(st.sampled_from(["seconds", "microseconds"]))
-    text = moment.replace(tzinfo=offset).isoformat(timespec=timespec)
-    if minutes == 0 and draw(st.booleans()):
-        text = text.removesuffix("+00:00") + draw(st.sampled_from(["Z", "z"]))
-    if draw(st.booleans()):
-        text = text.replace("T", "t")
-    return text
-
-
-def _extras(known: set[str]) -> st.SearchStrategy[dict[str, Any]]:
-    names = st.sampled_from([n for n in PROJECT_NAMES if n not in known]) | st.text(max_size=10)
-    return st.dictionaries(names.filter(lambda n: n not in known), json_values, max_size=4)
-
-
-def from_seed(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
-    """Values the seed's (sub)schema accepts, with extra fields in every object."""
-    if "enum" in schema:
-        return st.sampled_from(schema["enum"])
-    kind = schema.get("type")
-    if kind == "string":
-        return date_times() if schema.get("format") == "date-time" else st.text(max_size=20)
-    if kind == "array":
-        return st.lists(from_seed(schema.get("items", {})), max_size=3)
-    if kind == "object":
-        return _objects(schema)
-    return {"integer": integers, "number": numbers}.get(str(kind), json_values)
-
-
-@st.composite
-def _objects_drawn(draw: st.DrawFn, schema: dict[str, Any]) -> dict[str, Any]:
-    properties: dict[str, Any] = schema.get("properties", {})
-    required = set(schema.get("required", ()))
-    document: dict[str, Any] = draw(_extras(set(properties)))
-    for name, sub in properties.items():
-        if name in required or draw(st.booleans()):
-            document[name] = draw(from_seed(sub))
-    return document
-
-
-def _objects(schema: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
-    return _objects_drawn(schema)
-
-
-# The shape seen in the wild: a top-level token_usage of another tool, beside ``metrics``.
-wild_usage = st.fixed_dictionaries(
-    {},
-    optional={
-        "generation": json_values,
-        "total": integers | json_values,
-        "estimated_cost_usd": numbers | integers | json_values,
-        "input_tokens": integers,
-    },
-)
-
-
-@st.composite
-def _documents(draw: st.DrawFn) -> dict[str, Any]:
-    document: dict[str, Any] = draw(from_seed(seed_schema()))
-    if draw(st.integers(0, 3)) == 0:
-        document["token_usage"] = draw(wild_usage)
-    return document
-
-
-seed_documents = _documents()
-
 
 # -- what the record and the index must say --------------------------------------------------
 
@@ -276,29 +158,6 @@ def test_every_seed_valid_document_is_read_with_its_figures(document: dict[str, 
 
 def test_the_shipped_seed_schema_is_the_seeds() -> None:
     assert shipped_seed_schema() == seed_schema()
-
-
-@st.composite
-def mutated(draw: st.DrawFn) -> Any:
-    document = draw(seed_documents)
-    paths: list[tuple[str, ...]] = [
-        ("batch_id",),
-        ("operation",),
-        ("timestamp",),
-        ("metrics",),
-        ("duration_seconds",),
-    ]
-    metrics = document["metrics"]
-    paths += [("metrics", k) for k in metrics]
-    *parents, key = draw(st.sampled_from(paths))
-    target = document
-    for parent in parents:
-        target = target[parent]
-    if draw(st.booleans()):
-        target[key] = draw(json_values)
-    else:
-        target.pop(key, None)
-    return document
 
 
 @settings(max_examples=300, deadline=None)
