@@ -50,6 +50,7 @@ __all__ = [
     "find_runs",
     "iter_archive",
     "list_record_files",
+    "parse_record_bytes",
     "read_bounded",
     "read_record",
     "read_record_stat",
@@ -113,7 +114,7 @@ def read_record_stat(path: StrPath) -> tuple[BatchRecord, os.stat_result]:
     Symbolic links are refused (``O_NOFOLLOW``): a link could point outside the archive.
     """
     data, st = read_bounded(path)
-    return _parse_bytes(path, data), st
+    return parse_record_bytes(path, data), st
 
 
 def read_bounded(path: StrPath, limit: int = MAX_RECORD_BYTES) -> tuple[bytes, os.stat_result]:
@@ -171,7 +172,8 @@ def _size(limit: int) -> str:
     return f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit} bytes"
 
 
-def _parse_bytes(path: StrPath, data: bytes) -> BatchRecord:
+def parse_record_bytes(path: StrPath, data: bytes) -> BatchRecord:
+    """The record in ``data``, the bytes of the file ``path`` (which errors name)."""
     if not data.strip():
         raise InvalidRecordFile(path, "empty file")
     try:

@@ -33,7 +33,7 @@ import json
 from collections.abc import Iterator
 from functools import cache
 from importlib import resources
-from typing import Any, Final, NamedTuple, get_args
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, get_args
 
 from pydantic import ValidationError
 
@@ -47,9 +47,13 @@ from exporter.archive.model import (
 )
 from exporter.archive.timestamps import parse_timestamp
 
+if TYPE_CHECKING:
+    from exporter.archive.quick import QuickRecord
+
 __all__ = [
     "ReadElsewhere",
     "dump_with_unused",
+    "outcome_from_status",
     "read_elsewhere",
     "read_leniently",
     "seed_problems",
@@ -328,8 +332,19 @@ def read_elsewhere(record: BatchRecord) -> ReadElsewhere:
                 fields.append(f"token_usage.{name}")
         if found:
             usage = (usage or TokenUsage()).model_copy(update=found)
-    m = record.metrics
-    counted = (m.success_count, m.failure_count, m.partial_count)
-    if record.status is not None and record.source is None and all(c is None for c in counted):
+    if outcome_from_status(record):
         fields.append("status")
     return ReadElsewhere(usage, tuple(fields))
+
+
+def outcome_from_status(record: BatchRecord | QuickRecord) -> bool:
+    """Whether the run's outcome comes from its ``status`` (a record not ours, without item
+    counts): what :func:`read_elsewhere` lists as ``status``."""
+    m = record.metrics
+    return (
+        record.status is not None
+        and record.source is None
+        and m.success_count is None
+        and m.failure_count is None
+        and m.partial_count is None
+    )

@@ -13,7 +13,7 @@ import math
 import re
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Annotated, Any, Final, Literal, NamedTuple
+from typing import Annotated, Any, Final, Literal, NamedTuple, Protocol
 
 from pydantic import (
     AfterValidator,
@@ -35,6 +35,15 @@ from instrumentation.semconv import Operation, OperationOutcome
 
 __all__ = [
     "BATCH_ID_MAX_LENGTH",
+    "BATCH_ID_RE",
+    "LAST_SAFE_YEAR",
+    "MAX_COUNT",
+    "MAX_EFFICIENCY",
+    "MAX_SECONDS",
+    "MAX_USD",
+    "MODEL_NAME_MAX_LENGTH",
+    "RUN_ID_RE",
+    "TRACE_ID_RE",
     "BatchRecord",
     "CostSource",
     "DriftScore",
@@ -53,8 +62,10 @@ __all__ = [
     "build_validator",
     "check_batch_id",
     "checked_stage",
+    "counts_beyond_total",
     "describe_validation_error",
     "dump_record",
+    "ends_in_time",
     "lenient_adapter",
     "measured_efficiency",
     "parse_record",
@@ -62,8 +73,10 @@ __all__ = [
 ]
 
 BATCH_ID_MAX_LENGTH: Final = 64
-_BATCH_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_RUN_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+BATCH_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+RUN_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+TRACE_ID_RE: Final = re.compile(r"[0-9a-f]{32}")
+MODEL_NAME_MAX_LENGTH: Final = 200
 
 RecordSource = Literal["instrumentation", "orchestrator", "prp", "git"]
 RecordStatus = Literal["completed", "partial", "failed", "crashed"]
@@ -98,7 +111,7 @@ def check_batch_id(batch_id: str) -> str:
             f"batch id {_shown(batch_id)} is {len(batch_id)} characters long "
             f"(max {BATCH_ID_MAX_LENGTH})"
         )
-    if not _BATCH_ID_RE.fullmatch(batch_id) or ".." in batch_id:
+    if not BATCH_ID_RE.fullmatch(batch_id) or ".." in batch_id:
         raise InvalidBatchId(
             f"batch id {_shown(batch_id)} may only contain letters, digits, '.', '_' and '-', "
             "must start with a letter or digit and must not contain '..'"
@@ -121,12 +134,25 @@ MAX_USD: Final = 1e12
 # the bound keeps item time (duration x efficiency) finite in every sum the index keeps.
 MAX_EFFICIENCY: Final = 1e6
 # A run that starts before this year ends before year 10000, however long it lasts.
-_LAST_SAFE_YEAR: Final = 9999 - 32
+LAST_SAFE_YEAR: Final = 9999 - 32
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
 Usd = Annotated[float, Field(ge=0, le=MAX_USD, allow_inf_nan=False)]
 # Any integer the archive's readers (SQLite, JSON parsers) keep exactly.
 StageNumber = Annotated[int, Field(ge=-MAX_COUNT, le=MAX_COUNT)]
+
+
+def ends_in_time(start: datetime, duration: float | None) -> bool:
+    """Whether a run that starts at ``start`` (aware) and lasts ``duration`` seconds (at most
+    MAX_SECONDS, under 32 years) ends before year 10000: only a start in the last 32 years
+    of the calendar can end too late."""
+    if duration is None or start.year < LAST_SAFE_YEAR:
+        return True
+    try:
+        start.astimezone(UTC) + timedelta(seconds=duration)
+    except OverflowError:
+        return False
+    return True
 
 
 def _finite_json(value: Any) -> Any:
@@ -156,7 +182,7 @@ class _Model(BaseModel):
 class ModelUsage(_Model):
     """Tokens and cost of one model within a run (extension to the seed schema)."""
 
-    model: str = Field(min_length=1, max_length=200)
+    model: str = Field(min_length=1, max_length=MODEL_NAME_MAX_LENGTH)
     input_tokens: Count = 0
     output_tokens: Count = 0
     cache_read_tokens: Count = 0
@@ -213,14 +239,36 @@ class Metrics(_Model):
 
     @model_validator(mode="after")
     def _counts_add_up(self) -> Metrics:
-        counted = (self.success_count or 0) + (self.failure_count or 0) + (self.partial_count or 0)
-        if self.total_items is not None and counted > self.total_items:
+        counted = counts_beyond_total(self)
+        if counted is not None:
             raise PydanticCustomError(
                 "counts_exceed_total",
                 "success + failure + partial = {counted} exceeds total_items = {total}",
                 {"counted": counted, "total": self.total_items},
             )
         return self
+
+
+class _Counts(Protocol):
+    """The item counts of a record's metrics (:class:`Metrics`, or the fast path's)."""
+
+    @property
+    def total_items(self) -> int | None: ...
+    @property
+    def success_count(self) -> int | None: ...
+    @property
+    def failure_count(self) -> int | None: ...
+    @property
+    def partial_count(self) -> int | None: ...
+
+
+def counts_beyond_total(metrics: _Counts) -> int | None:
+    """success + failure + partial when they exceed ``total_items`` (refused), else None."""
+    counted = (metrics.success_count or 0) + (metrics.failure_count or 0)
+    counted += metrics.partial_count or 0
+    if metrics.total_items is not None and counted > metrics.total_items:
+        return counted
+    return None
 
 
 class DriftScore(_Model):
@@ -275,11 +323,11 @@ class BatchRecord(_Model):
     run_id: str | None = Field(
         default=None,
         description="Identity of this run; re-writing the same run is idempotent",
-        json_schema_extra={"pattern": "^" + _RUN_ID_RE.pattern + "$"},
+        json_schema_extra={"pattern": "^" + RUN_ID_RE.pattern + "$"},
     )
     status: RecordStatus | None = None
     source: RecordSource | None = Field(default=None, description="Where the figures come from")
-    trace_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
+    trace_id: str | None = Field(default=None, pattern="^" + TRACE_ID_RE.pattern + "$")
     notes: list[str] | None = Field(
         default=None, description="What this record could not measure, in words"
     )
@@ -294,20 +342,16 @@ class BatchRecord(_Model):
     @field_validator("run_id")
     @classmethod
     def _safe_run_id(cls, value: str | None) -> str | None:
-        if value is not None and not _RUN_ID_RE.fullmatch(value):
+        if value is not None and not RUN_ID_RE.fullmatch(value):
             raise ValueError("run_id may only contain letters, digits, '_' and '-' (max 64)")
         return value
 
     @model_validator(mode="after")
     def _ends_before_year_10000(self) -> BatchRecord:
-        # MAX_SECONDS is under 32 years: only a start in the last of them can end too late
-        if self.duration_seconds is not None and self.timestamp.year >= _LAST_SAFE_YEAR:
-            try:
-                self.timestamp.astimezone(UTC) + timedelta(seconds=self.duration_seconds)
-            except OverflowError:
-                raise PydanticCustomError(
-                    "ends_after_year_9999", "timestamp + duration_seconds is after year 9999"
-                ) from None
+        if not ends_in_time(self.timestamp, self.duration_seconds):
+            raise PydanticCustomError(
+                "ends_after_year_9999", "timestamp + duration_seconds is after year 9999"
+            )
         return self
 
     @property

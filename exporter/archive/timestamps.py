@@ -16,7 +16,13 @@ from dateutil import parser as date_parser
 from dateutil import tz
 from pydantic import AfterValidator, BeforeValidator
 
-__all__ = ["IncompleteDateError", "Timestamp", "UnknownZoneError", "parse_timestamp"]
+__all__ = [
+    "IncompleteDateError",
+    "Timestamp",
+    "UnknownZoneError",
+    "parse_timestamp",
+    "read_instant",
+]
 
 
 def parse_timestamp(value: Any) -> Any:
@@ -134,3 +140,11 @@ def _fixed_offset(value: datetime) -> datetime:
 
 
 Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp), AfterValidator(_fixed_offset)]
+
+
+def read_instant(value: str) -> datetime:
+    """A record's timestamp as :data:`Timestamp` reads it (ValueError if it refuses it)."""
+    parsed = parse_timestamp(value)
+    if not isinstance(parsed, datetime):  # parse_timestamp gives one for every string it reads
+        raise TypeError(f"not a date-time: {value[:40]!r}")
+    return _fixed_offset(parsed)

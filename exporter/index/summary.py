@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 
 if TYPE_CHECKING:
     from exporter.archive.lenient import ReadElsewhere
-    from exporter.archive.model import BatchRecord
+    from exporter.archive.model import BatchRecord, TokenUsage
+    from exporter.archive.quick import QuickRecord, QuickTokenUsage
 
 __all__ = [
     "END_SQL",
@@ -25,6 +26,7 @@ __all__ = [
     "RefreshResult",
     "StageSummary",
     "project",
+    "project_quick",
     "summarize",
     "summary_of",
 ]
@@ -99,9 +101,24 @@ def project(record: BatchRecord) -> Projection:
     A first index build projects a hundred thousand records straight into rows: no named
     tuple is made here (:func:`summary_of` makes the summary when one is wanted).
     """
-    m = record.metrics
     elsewhere = _read_elsewhere()(record)
-    usage = elsewhere.usage
+    read_elsewhere = ",".join(elsewhere.fields) or None
+    return _projection(record, record.timestamp.timestamp(), elsewhere.usage, read_elsewhere)
+
+
+def project_quick(record: QuickRecord, start: float) -> Projection:
+    """:func:`project` of a record the fast path read (:func:`exporter.archive.quick.read_quick`
+    gives it and its ``start``): the same projection the model's reading would give."""
+    return _projection(record, start, record.metrics.token_usage, None)
+
+
+def _projection(
+    record: BatchRecord | QuickRecord,
+    start: float,
+    usage: TokenUsage | QuickTokenUsage | None,
+    read_elsewhere: str | None,
+) -> Projection:
+    m = record.metrics
     opt = record.optimization_metrics
     by_model = usage.by_model if usage is not None else None
     stage_durations = m.stage_durations
@@ -111,7 +128,7 @@ def project(record: BatchRecord) -> Projection:
         (
             record.batch_id,
             record.operation,
-            record.timestamp.timestamp(),
+            start,
             record.duration_seconds,
             record.run_id,
             record.source,
@@ -133,7 +150,7 @@ def project(record: BatchRecord) -> Projection:
                 else _NO_USAGE
             ),
             opt.parallel_efficiency if opt is not None else None,
-            ",".join(elsewhere.fields) or None,
+            read_elsewhere,
         ),
         [
             (

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from exporter.archive import files as archive_module
-from exporter.archive.files import read_record_stat, write_record
+from exporter.archive.files import read_bounded, read_record_stat, write_record
 from exporter.archive.model import BatchRecord
 from exporter.index import store
 from exporter.index.store import ArchiveIndex, RecordFilter, summarize
@@ -182,11 +182,11 @@ def test_a_second_process_reuses_the_index_without_reparsing(
 
     parsed: list[Path] = []
 
-    def counting(path: str | os.PathLike[str]) -> tuple[BatchRecord, os.stat_result]:
+    def counting(path: str | os.PathLike[str]) -> tuple[bytes, os.stat_result]:
         parsed.append(Path(path))
-        return read_record_stat(path)
+        return read_bounded(path)
 
-    monkeypatch.setattr(archive_module, "read_record_stat", counting)
+    monkeypatch.setattr(archive_module, "read_bounded", counting)
     with ArchiveIndex(archive) as idx:
         assert not idx.refresh().changed
         assert len(idx) == 5
