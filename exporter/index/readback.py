@@ -10,7 +10,6 @@ from exporter.index.summary import END_SQL, RecordFilter, RecordSummary
 
 __all__ = ["ChangedMeanwhileError", "ReadBack", "added_ends", "added_names"]
 
-_NAMES = "SELECT f.id, f.name FROM files f WHERE {where} AND f.id BETWEEN ? AND ? ORDER BY f.id"
 _ENDS = f"SELECT f.name, {END_SQL} FROM files f WHERE {{where}} AND f.id BETWEEN ? AND ?"  # noqa: S608
 
 
@@ -29,26 +28,25 @@ class ReadBack(Sequence[RecordSummary]):
 
     A bulk load writes rows made in worker processes and keeps no summaries: most callers
     (``trends``) never look at them. The ids of one load are a range; its valid rows, in id
-    order, are the sequence (a later refresh of this instance may have replaced some of them
-    before they are read). :meth:`names` lists them without reading the summaries, and a slice
-    taken before the whole is read reads only its own rows: a forked child can read its share
-    of a cold start's count (the index gives a child a connection of its own). Such a slice is
-    the rows of the names listed at its positions, or :class:`ChangedMeanwhileError`: the names
-    a caller learnt and the summaries it gets never disagree.
+    order, are the sequence, and the load gives their ids and names (``listed``).
+    :meth:`names` lists them without reading the summaries, and a slice taken before the whole
+    is read reads only its own rows: a forked child can read its share of a cold start's count
+    (the index gives a child a connection of its own). Such a slice is the rows of the names
+    listed at its positions, or :class:`ChangedMeanwhileError` (a later refresh replaced some
+    of them): the names a caller learnt and the summaries it gets never disagree.
     """
 
-    def __init__(self, index: Index, ids: range, count: int) -> None:
+    def __init__(self, index: Index, ids: range, listed: tuple[list[int], list[str]]) -> None:
         self._index = index
         self._ids = (ids.start, ids.stop - 1)
-        self._count = count
-        self._listed: tuple[list[int], list[str]] | None = None  # valid rows' ids and names
+        self._listed = listed  # the valid rows' ids and names, in id order
         self._summaries: list[RecordSummary] | None = None
 
     def names(self) -> list[str]:
         """The file names, in order, without reading the summaries back."""
         if self._summaries is not None:
             return [s.file for s in self._summaries]
-        return self._listing()[1]
+        return self._listed[1]
 
     def ends(self) -> dict[str, float]:
         """Each file's end time (:attr:`RecordSummary.end_timestamp`), without reading the
@@ -56,12 +54,6 @@ class ReadBack(Sequence[RecordSummary]):
         if self._summaries is not None:
             return {s.file: s.end_timestamp for s in self._summaries}
         return dict(self._index.select(_ENDS, self._ids))
-
-    def _listing(self) -> tuple[list[int], list[str]]:
-        if self._listed is None:
-            rows = self._index.select(_NAMES, self._ids)
-            self._listed = [i for i, _ in rows], [n for _, n in rows]
-        return self._listed
 
     def _read(self, first: int, last: int) -> list[RecordSummary]:
         return self._index.read("f.id BETWEEN ? AND ?", (first, last))
@@ -74,11 +66,11 @@ class ReadBack(Sequence[RecordSummary]):
     def __len__(self) -> int:
         if self._summaries is not None:
             return len(self._summaries)
-        return self._count if self._listed is None else len(self._listed[0])
+        return len(self._listed[0])
 
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice) and i.step in (None, 1) and self._summaries is None:
-            ids, names = self._listing()
+            ids, names = self._listed
             at = ids[i]  # the ids at those positions: the rows between them
             found = self._read(at[0], at[-1]) if at else []
             if [s.file for s in found] != names[i]:

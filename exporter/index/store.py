@@ -132,6 +132,20 @@ def _indexed_and_copied(db: sqlite3.Connection) -> None:
     checkpoint(db)
 
 
+def _valid_rows(
+    names: Sequence[str], first_id: int, stored: dict[str, FileIdentity], invalid: dict[str, str]
+) -> tuple[list[int], list[str]]:
+    """The ids and names of the valid rows a bulk load wrote: ``names[i]`` got id
+    ``first_id + i`` if its file was read (``stored``) and held a record (not ``invalid``)."""
+    ids: list[int] = []
+    valid: list[str] = []
+    for file_id, name in enumerate(names, first_id):
+        if name in stored and name not in invalid:
+            ids.append(file_id)
+            valid.append(name)
+    return ids, valid
+
+
 def default_index_path(archive: Path, *, purpose: str = "") -> Path | None:
     """Where the index of ``archive`` lives unless told otherwise.
 
@@ -354,8 +368,11 @@ class ArchiveIndex:
                         stored.update(rows.stored)
                         newly_invalid.update(rows.invalid)
                         folded.append(rows.folded)
-                ids = range(first_id, first_id + len(names))
-                added = ReadBack(self, ids, len(stored) - len(newly_invalid))
+                added = ReadBack(
+                    self,
+                    range(first_id, first_id + len(names)),
+                    _valid_rows(names, first_id, stored, newly_invalid),
+                )
             else:
                 rows = rows_of(outcomes, first_id, keep=True)
                 insert_rows(db, rows)
