@@ -46,6 +46,7 @@ __all__ = [
     "Parsed",
     "parse_files",
     "parse_rows",
+    "read_projected",
     "signed_inode",
     "validator_built_meanwhile",
 ]
@@ -78,24 +79,32 @@ def signed_inode(inode: int) -> int:
     return inode - 2**64 if inode >= 2**63 else inode
 
 
-def _parse(archive: str, names: Sequence[str]) -> list[Parsed]:
+def read_projected(path: str) -> tuple[Projection, os.stat_result]:
+    """The record in file ``path`` as the index stores it, and the stat of the file read;
+    :class:`~exporter.archive.files.InvalidRecordFile` if it holds none. A record as our
+    writers write it takes the fast path (:func:`~exporter.archive.quick.read_quick`), any
+    other document the model."""
     # loaded only to parse (pydantic, msgspec)
     from exporter.archive import files  # noqa: PLC0415
     from exporter.archive.quick import read_quick  # noqa: PLC0415
+
+    data, st = files.read_bounded(path)
+    quick = read_quick(data)
+    if quick is None:
+        return project(files.parse_record_bytes(path, data)), st
+    return project_quick(*quick), st
+
+
+def _parse(archive: str, names: Sequence[str]) -> list[Parsed]:
+    from exporter.archive.files import InvalidRecordFile  # noqa: PLC0415 (pydantic)
 
     out: list[Parsed] = []
     base = archive + os.sep
     for name in names:
         path = base + name
         try:
-            data, st = files.read_bounded(path)
-            quick = read_quick(data)
-            projected = (
-                project(files.parse_record_bytes(path, data))
-                if quick is None
-                else project_quick(*quick)
-            )
-        except files.InvalidRecordFile as exc:
+            projected, st = read_projected(path)
+        except InvalidRecordFile as exc:
             try:
                 lst = os.lstat(path)
             except OSError:  # vanished between listing and reading
