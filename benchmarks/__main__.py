@@ -115,7 +115,10 @@ def serve_rows(size: int, work: Path) -> list[Row]:
     served.mkdir()
     t = measure_serve(archive, served, size)
     name = f"serve, {size:,}"
-    process_cold_s = measure_serve_cold(archive, work / f"serve-cold-{size}")
+    # the fastest of two, as the seed's time it is held against (bench_trends)
+    process_cold_s = min(
+        measure_serve_cold(archive, work / f"serve-cold-{size}-{i}") for i in range(2)
+    )
     seed_s = SEED_SECONDS.get(size)
     bound = f"<= {seed_s / 2:.1f} s (seed / 2)" if seed_s else ""
     targeted = size >= 100_000
