@@ -144,6 +144,9 @@ LEFT_TO_THE_MODEL = {
     "an empty model name": _encoded(
         {**VALID, "metrics": {"token_usage": {"by_model": [{"model": ""}]}}}
     ),
+    "a model name of 201 characters": _encoded(
+        {**VALID, "metrics": {"token_usage": {"by_model": [{"model": "é" * 201}]}}}
+    ),
     "an array": b"[]",
     "nothing": b"",
 }
@@ -169,6 +172,10 @@ READ_THE_SAME = {
     "a stage without a number": _with(("metrics", "stage_durations", 0, "stage"), None),
     "a surrogate pair": _with(("metrics", "errors", 0, "error_type"), "\U0001f600"),
     "a batch id of 64 characters": _with(("batch_id",), "a" * 64),
+    "a model name of 200 characters, 400 bytes": json.dumps(
+        {**VALID, "metrics": {"token_usage": {"by_model": [{"model": "é" * 200}]}}},
+        ensure_ascii=False,
+    ).encode(),
 }
 
 
