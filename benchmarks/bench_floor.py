@@ -26,7 +26,7 @@ from pathlib import Path
 from exporter.archive.files import InvalidRecordFile
 from exporter.index.connection import open_index
 from exporter.index.parsing import parse_rows, read_projected
-from exporter.index.writes import bulk_load
+from exporter.index.writes import bulk_load, unpack
 from exporter.util.cpu import gc_paused, usable_cores
 from exporter.util.paths import is_record_name
 
@@ -53,8 +53,8 @@ def measure_floor(archive: Path) -> float:
             validated = pool.map(_read_and_validate, [str(archive)] * len(chunks), chunks)
             db.execute("BEGIN IMMEDIATE")
             with bulk_load(db) as write:
-                for rows in prepared:
-                    write(rows)
+                for chunk in prepared:
+                    write(unpack(chunk))
             db.execute("COMMIT")
             if sum(validated) != sum(len(c) for c in chunks):
                 raise SystemExit("bench_floor: a chunk was not validated")

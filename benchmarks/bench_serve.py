@@ -73,11 +73,11 @@ class _Served:
         real: Callable[..., RefreshResult] = self.index.refresh
 
         def timed(
-            *, full: bool = False, fold: Fold | None = None, indexes_later: bool = False
+            *, full: bool = False, fold: Fold | None = None, write_later: bool = False
         ) -> RefreshResult:
             started = time.perf_counter()
             try:
-                return real(full=full, fold=fold, indexes_later=indexes_later)
+                return real(full=full, fold=fold, write_later=write_later)
             finally:
                 self.refreshes.append(time.perf_counter() - started)
 

@@ -10,8 +10,9 @@ document by the model, which accepts it, reads it leniently or refuses it, as al
   (its projection): what an incremental refresh of a few files needs;
 * :func:`parse_rows` is for bulk loads: above :data:`PARALLEL_FROM` files the names are split
   into chunks that worker processes (one per core) turn into the index's rows, ready to insert
-  (:class:`~exporter.index.writes.Rows`). Rows are plain tuples, which cross the process
-  boundary about six times cheaper than named tuples, and the parent only inserts them.
+  and packed (:class:`~exporter.index.writes.Chunk`). Rows are plain tuples, which cross the
+  process boundary about six times cheaper than named tuples, and the parent only inserts them,
+  as they come or later.
   Workers are forked when the process has a single thread (cheapest), else started with
   ``forkserver`` (forking a threaded process, such as ``serve``, is unsafe).
 
@@ -36,7 +37,7 @@ from typing import Final, NamedTuple
 
 from exporter.index.rollups import partials
 from exporter.index.summary import Projection, RecordSummary, project, project_quick
-from exporter.index.writes import FileIdentity, Rows, rows_of
+from exporter.index.writes import Chunk, FileIdentity, pack, rows_of
 from exporter.util.cpu import gc_paused, usable_cores
 from exporter.util.forking import may_fork
 
@@ -118,8 +119,8 @@ def _parse(archive: str, names: Sequence[str]) -> list[Parsed]:
     return out
 
 
-def _parse_to_rows(archive: str, names: Sequence[str], first_id: int, fold: Fold | None) -> Rows:
-    """A bulk load's chunk: its rows, their rollups' sums, and ``fold``'s result."""
+def _parse_chunk(archive: str, names: Sequence[str], first_id: int, fold: Fold | None) -> Chunk:
+    """A bulk load's chunk: its rows and their rollups' sums, packed, and ``fold``'s result."""
     with gc_paused():
         outcomes = _parse(archive, names)
         rows = rows_of(outcomes, first_id, keep=fold is not None)
@@ -136,7 +137,7 @@ def _parse_to_rows(archive: str, names: Sequence[str], first_id: int, fold: Fold
                 folded = fold(rows.added)
             except Exception:  # the caller does without (see Fold)
                 _log.warning("folding %d records failed", len(rows.added), exc_info=True)
-        return rows._replace(added=[], folded=folded, totals=totals)
+        return pack(rows._replace(added=[], totals=totals), folded)
 
 
 @contextlib.contextmanager
@@ -170,17 +171,17 @@ def parse_files(archive: Path, names: Sequence[str]) -> list[Parsed]:
 
 def parse_rows(
     archive: Path, names: Sequence[str], first_id: int, fold: Fold | None = None
-) -> Iterator[Rows]:
+) -> Iterator[Chunk]:
     """The rows of ``names``, chunk by chunk in the order of ``names``.
 
     The file ``names[i]`` gets id ``first_id + i`` (a file that vanished leaves its id unused),
     so that chunks parsed apart never collide. With ``fold``, each chunk's
-    :attr:`~exporter.index.writes.Rows.folded` is what it made of the chunk's valid records
+    :attr:`~exporter.index.writes.Chunk.folded` is what it made of the chunk's valid records
     (None if it raised), made where they were parsed.
     """
     workers = usable_cores()
     if len(names) < PARALLEL_FROM or workers < 2:
-        yield _parse_to_rows(str(archive), names, first_id, fold)
+        yield _parse_chunk(str(archive), names, first_id, fold)
         return
     method = "fork" if may_fork() else "forkserver"
     starts = _chunk_starts(len(names), workers)
@@ -188,7 +189,7 @@ def parse_rows(
     context = multiprocessing.get_context(method)
     with ProcessPoolExecutor(workers, mp_context=context, initializer=gc.disable) as pool:
         yield from pool.map(
-            _parse_to_rows,
+            _parse_chunk,
             [str(archive)] * len(starts),
             [names[i:j] for i, j in zip(starts, ends, strict=True)],
             [first_id + i for i in starts],

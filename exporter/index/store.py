@@ -38,8 +38,10 @@ import os
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -72,6 +74,7 @@ from exporter.index.summary import (
 )
 from exporter.index.writes import (
     NAMES_PER_QUERY,
+    Chunk,
     FileIdentity,
     build_indexes,
     bulk_load,
@@ -81,8 +84,10 @@ from exporter.index.writes import (
     insert_rows,
     next_id,
     rows_of,
+    unpack,
 )
 from exporter.util.cpu import gc_paused
+from exporter.util.forking import start_helper
 from exporter.util.paths import is_record_name
 from exporter.util.settings import path_setting
 
@@ -113,6 +118,9 @@ _UNSETTLED: Final = -2  # stored instead of such an mtime: it never matches a re
 # A refresh changing at least this many records, and an eighth of the index, recomputes the
 # rollups in one pass instead of letting their triggers add and subtract row by row.
 _BULK_CHANGES: Final = 1000
+# A first build of at most this many records may write its rows after refresh returns
+# (``write_later``): it holds every chunk's packed rows until then, ~250 bytes a record.
+_WRITE_LATER_UP_TO: Final = 500_000
 
 
 def _indexed(db: sqlite3.Connection) -> None:
@@ -144,6 +152,20 @@ def _valid_rows(
             ids.append(file_id)
             valid.append(name)
     return ids, valid
+
+
+def _noting(
+    chunks: Iterable[Chunk],
+    stored: dict[str, FileIdentity],
+    invalid: dict[str, str],
+    folded: list[object],
+) -> Iterator[Chunk]:
+    """``chunks``, each once its files' identities, invalid ones and fold are noted."""
+    for chunk in chunks:
+        stored.update(chunk.stored)
+        invalid.update(chunk.invalid)
+        folded.append(chunk.folded)
+        yield chunk
 
 
 def default_index_path(archive: Path, *, purpose: str = "") -> Path | None:
@@ -188,16 +210,42 @@ class ArchiveIndex:
         self.db_path = path
         self._db = open_index(path)
         self._helpers: list[threading.Thread] = []  # a bulk load's, see _finish_bulk
+        # writing a first build's rows after its refresh returned (refresh's write_later)
+        self._writer: threading.Thread | None = None
+        self._write_lost = False  # that writing failed: the next refresh says reset
 
     # -- lifecycle -----------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[sqlite3.Connection]:
-        """The lock held, and this process's connection: every use of the index goes here."""
+        """The lock held, and this process's connection: every use of the index goes here.
+
+        Rows that a refresh left to write later (``write_later``) are written first: a
+        query never sees the index without them.
+        """
         if self._pid != os.getpid():
             self._adopt()
-        with self._lock:
+        while True:
+            self._written()
+            self._lock.acquire()
+            if not self._writing():
+                break
+            self._lock.release()  # a refresh handed its rows to a writer meanwhile
+        try:
             yield self._db
+        finally:
+            self._lock.release()
+
+    def _writing(self) -> bool:
+        """Whether another thread is writing the rows of a refresh that returned."""
+        writer = self._writer
+        return writer is not None and writer is not threading.current_thread() and writer.is_alive()
+
+    def _written(self) -> None:
+        """Wait until the rows a refresh left to write are written (or their writing failed)."""
+        writer = self._writer
+        if writer is not None and writer is not threading.current_thread():
+            writer.join()
 
     def _adopt(self) -> None:
         """In a forked child: a connection of the child's own (see :func:`open_in_child`), and a
@@ -206,6 +254,7 @@ class ArchiveIndex:
         self._lock = threading.RLock()
         self._db = open_in_child(self._db, self.db_path)
         self._pid = os.getpid()
+        self._writer = None  # a fork waits for it (start_helper): the rows are written
 
     def close(self) -> None:
         with self._locked() as db:
@@ -227,7 +276,7 @@ class ArchiveIndex:
     # -- refresh -------------------------------------------------------------------------
 
     def refresh(
-        self, *, full: bool = False, fold: Fold | None = None, indexes_later: bool = False
+        self, *, full: bool = False, fold: Fold | None = None, write_later: bool = False
     ) -> RefreshResult:
         """Bring the index up to date with the archive directory and report what changed.
 
@@ -236,73 +285,86 @@ class ArchiveIndex:
         vanished are read. ``full`` also stats every file, to catch records rewritten in place
         (as the seed's scripts do), which leave the directory's mtime alone. ``fold`` is made
         of the records a bulk load adds, where they are parsed (:attr:`RefreshResult.folded`).
-        ``indexes_later``: a bulk load returns before its read indexes are built, by a thread,
-        for a caller that can answer first from what it folded (queries meanwhile are right,
-        only slower).
+
+        ``write_later``, for a caller that answers first from what it folded: a first build
+        returns once every record is parsed, and a thread writes the rows, then builds the
+        read indexes. Every other use of the index waits for the rows; a refresh meanwhile
+        finds nothing new (the build listed the archive moments ago; the first refresh after
+        the rows are written sees what changed since). Should their writing fail, nothing of
+        them is kept, and the next refresh reads every record again and says ``reset``.
         """
+        if self._writing():
+            return RefreshResult(invalid=dict(self._invalid or {}))
         started = time.perf_counter()
         with self._locked():
-            try:
-                dir_mtime = self.archive.stat().st_mtime_ns
-            except FileNotFoundError:
-                dir_mtime = -1
-            if self._dir_mtime_ns is None:  # what the index last saw, maybe in another process
-                seen = meta(self._db, "dir_mtime_ns")
-                self._dir_mtime_ns = int(seen) if seen is not None else None
-            if not full and dir_mtime == self._dir_mtime_ns:
-                return RefreshResult(invalid=dict(self._invalid_cache()))
-            if self._known is None:
-                self._known = {
-                    name: (size, mtime, inode)
-                    for name, size, mtime, inode in self._db.execute(
-                        "SELECT name, size, mtime_ns, inode FROM files"
-                    )
-                }
-            known = self._known
-            if known and (full or self._dir_mtime_ns is None):  # asked to, or a new instance
-                # verify every file it knows (an empty index reads every file anyway: the
-                # read's own fstat gives its identity, no need to stat it first)
-                stats = self._list_with_stats() if dir_mtime != -1 else {}
-                names: AbstractSet[str] = stats.keys()
-                to_read = [n for n, st in stats.items() if known.get(n) != st]
-            elif not known:
-                # A first build reads every record, and each read's own fstat gives its
-                # identity: the names are enough. Meanwhile, ready the parser.
-                with validator_built_meanwhile():
-                    # plain names: iterdir's Path objects cost 0.1 s at 100,000 files
-                    listed = os.listdir(self.archive) if dir_mtime != -1 else []  # noqa: PTH208
-                names = frozenset(listed)
-                to_read = [n for n in listed if is_record_name(n)]
-            else:
-                # New names, and names that now belong to another file: an atomic writer
-                # replaces a record by renaming a new file (a new inode) over it. readdir gives
-                # the inode without a stat; only a rewrite in place needs the full refresh.
-                listing = self._list_inodes() if dir_mtime != -1 else {}
-                names = listing.keys()
-                to_read = [
-                    n
-                    for n, ino in listing.items()
-                    if ((k := known.get(n)) is None or k[2] != ino) and is_record_name(n)
-                ]
-            gone = list(known.keys() - names)
-            # A directory modified within the last moments may change again within the same
-            # mtime tick (coarse on some filesystems): do not trust that mtime next time.
-            if time.time_ns() - dir_mtime < _MTIME_SETTLE_NS:
-                dir_mtime = _UNSETTLED
-            result = self._apply(
-                to_read,
-                gone,
-                len(names),
-                started,
-                dir_mtime,
-                heal=full,
-                fold=fold,
-                indexes_later=indexes_later,
-            )
-            self._dir_mtime_ns = dir_mtime
-            if result.changed:
-                self.generation += 1
-            return result
+            lost, self._write_lost = self._write_lost, False
+            result = self._refresh(full, fold, write_later, started)
+            return replace(result, reset=True) if lost else result
+
+    def _refresh(
+        self, full: bool, fold: Fold | None, write_later: bool, started: float
+    ) -> RefreshResult:
+        try:
+            dir_mtime = self.archive.stat().st_mtime_ns
+        except FileNotFoundError:
+            dir_mtime = -1
+        if self._dir_mtime_ns is None:  # what the index last saw, maybe in another process
+            seen = meta(self._db, "dir_mtime_ns")
+            self._dir_mtime_ns = int(seen) if seen is not None else None
+        if not full and dir_mtime == self._dir_mtime_ns:
+            return RefreshResult(invalid=dict(self._invalid_cache()))
+        if self._known is None:
+            self._known = {
+                name: (size, mtime, inode)
+                for name, size, mtime, inode in self._db.execute(
+                    "SELECT name, size, mtime_ns, inode FROM files"
+                )
+            }
+        known = self._known
+        if known and (full or self._dir_mtime_ns is None):  # asked to, or a new instance
+            # verify every file it knows (an empty index reads every file anyway: the
+            # read's own fstat gives its identity, no need to stat it first)
+            stats = self._list_with_stats() if dir_mtime != -1 else {}
+            names: AbstractSet[str] = stats.keys()
+            to_read = [n for n, st in stats.items() if known.get(n) != st]
+        elif not known:
+            # A first build reads every record, and each read's own fstat gives its
+            # identity: the names are enough. Meanwhile, ready the parser.
+            with validator_built_meanwhile():
+                # plain names: iterdir's Path objects cost 0.1 s at 100,000 files
+                listed = os.listdir(self.archive) if dir_mtime != -1 else []  # noqa: PTH208
+            names = frozenset(listed)
+            to_read = [n for n in listed if is_record_name(n)]
+        else:
+            # New names, and names that now belong to another file: an atomic writer
+            # replaces a record by renaming a new file (a new inode) over it. readdir gives
+            # the inode without a stat; only a rewrite in place needs the full refresh.
+            listing = self._list_inodes() if dir_mtime != -1 else {}
+            names = listing.keys()
+            to_read = [
+                n
+                for n, ino in listing.items()
+                if ((k := known.get(n)) is None or k[2] != ino) and is_record_name(n)
+            ]
+        gone = list(known.keys() - names)
+        # A directory modified within the last moments may change again within the same
+        # mtime tick (coarse on some filesystems): do not trust that mtime next time.
+        if time.time_ns() - dir_mtime < _MTIME_SETTLE_NS:
+            dir_mtime = _UNSETTLED
+        result = self._apply(
+            to_read,
+            gone,
+            len(names),
+            started,
+            dir_mtime,
+            heal=full,
+            fold=fold,
+            write_later=write_later,
+        )
+        self._dir_mtime_ns = dir_mtime
+        if result.changed:
+            self.generation += 1
+        return result
 
     def _list_with_stats(self) -> dict[str, FileIdentity]:
         found: dict[str, FileIdentity] = {}
@@ -332,15 +394,16 @@ class ArchiveIndex:
         *,
         heal: bool = False,
         fold: Fold | None = None,
-        indexes_later: bool = False,
+        write_later: bool = False,
     ) -> RefreshResult:
         """Parse ``to_read``, drop ``gone``, and store the result in one transaction (a bulk
         load's indexes follow in another, see :meth:`_finish_bulk`).
 
         With ``heal`` (a full refresh), totals an overflow made inexact are recomputed. A bulk
         change (a first build) is parsed into rows by worker processes and written as they
-        come, under the write lock; its summaries are read back from the index only if asked
-        for. Otherwise files are parsed first and the transaction is short.
+        come, under the write lock, or with ``write_later`` (a first build only) by a thread
+        once all are parsed (:meth:`_write_later`); its summaries are read back from the index
+        only if asked for. Otherwise files are parsed first and the transaction is short.
         """
         known = self._known if self._known is not None else {}
         invalid = self._invalid_cache()
@@ -348,6 +411,8 @@ class ArchiveIndex:
         changed = [*gone, *names]  # every row of these names goes, also another process's
         replaced = [n for n in changed if n in known]
         bulk = len(changed) >= _BULK_CHANGES and len(changed) * 8 >= len(known) + len(names)
+        first_build = not known
+        later = bulk and write_later and first_build and len(names) <= _WRITE_LATER_UP_TO
         if bulk:
             self._helpers_done()  # the last bulk load's, which holds the write lock a while
         outcomes = [] if bulk else parse_files(self.archive, names)  # outside the transaction
@@ -355,6 +420,7 @@ class ArchiveIndex:
         newly_invalid: dict[str, str] = {}
         added: Sequence[RecordSummary] = []
         folded: list[object] = []
+        held: deque[Chunk] = deque()  # with ``later``: every chunk, for the writer
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -362,12 +428,7 @@ class ArchiveIndex:
             drop_rows(db, changed)
             first_id = next_id(db)
             if bulk:
-                with bulk_load(db) as write, gc_paused():
-                    for rows in parse_rows(self.archive, names, first_id, fold):
-                        write(rows)
-                        stored.update(rows.stored)
-                        newly_invalid.update(rows.invalid)
-                        folded.append(rows.folded)
+                stored, newly_invalid, folded, held = self._bulk(names, first_id, fold, later)
                 added = ReadBack(
                     self,
                     range(first_id, first_id + len(names)),
@@ -377,12 +438,8 @@ class ArchiveIndex:
                 rows = rows_of(outcomes, first_id, keep=True)
                 insert_rows(db, rows)
                 stored, newly_invalid, added = rows.stored, rows.invalid, rows.added
-            if changed:
-                count_write(db)
-            if heal and not bulk:
-                heal_rollups(db)
-            set_meta(db, "dir_mtime_ns", str(dir_mtime))
-            self._commit(db, bulk=bulk)
+            if not later:
+                self._conclude(db, bool(changed), dir_mtime, heal=heal and not bulk, bulk=bulk)
         except BaseException:
             db.execute("ROLLBACK")
             self._known = self._invalid = None  # re-read from the database next time
@@ -394,8 +451,10 @@ class ArchiveIndex:
         invalid.update(newly_invalid)
         for name, reason in newly_invalid.items():
             _log.warning("skipping invalid record %s: %s", self.archive / name, reason)
-        if bulk:
-            self._finish_bulk(later=indexes_later)
+        if later:  # the transaction goes on in the writer, which takes the lock when this ends
+            self._writer = start_helper(self._write_later, held, dir_mtime, name="writing rows")
+        elif bulk:
+            self._finish_bulk(later=False)
         return RefreshResult(
             added=added,
             removed=tuple(removed),
@@ -405,7 +464,66 @@ class ArchiveIndex:
             scanned_files=scanned,
             seconds=time.perf_counter() - started,
             folded=tuple(folded) if fold is not None and None not in folded else (),
+            complete=first_build,
         )
+
+    def _bulk(
+        self, names: Sequence[str], first_id: int, fold: Fold | None, later: bool
+    ) -> tuple[dict[str, FileIdentity], dict[str, str], list[object], deque[Chunk]]:
+        """A bulk load's chunks, parsed by worker processes and written as they come (or, with
+        ``later``, all held for the writer); what its files were, the invalid ones, the folds."""
+        stored: dict[str, FileIdentity] = {}
+        invalid: dict[str, str] = {}
+        folded: list[object] = []
+        held: deque[Chunk] = deque()
+        chunks = _noting(parse_rows(self.archive, names, first_id, fold), stored, invalid, folded)
+        with gc_paused():
+            if later:
+                held.extend(chunks)
+            else:
+                with bulk_load(self._db) as write:
+                    for chunk in chunks:
+                        write(unpack(chunk))
+        return stored, invalid, folded, held
+
+    def _conclude(
+        self, db: sqlite3.Connection, changed: bool, dir_mtime: int, *, heal: bool, bulk: bool
+    ) -> None:
+        """The end of a refresh's transaction: note the change and what the archive's
+        directory looked like, and commit."""
+        if changed:
+            count_write(db)
+        if heal:
+            heal_rollups(db)
+        set_meta(db, "dir_mtime_ns", str(dir_mtime))
+        self._commit(db, bulk=bulk)
+
+    def _write_later(self, held: deque[Chunk], dir_mtime: int) -> None:
+        """The writer of a first build that refresh left to write later (``write_later``):
+        its rows, into the transaction the refresh began, then its indexes. Should anything
+        fail, nothing of the build is kept, and the next refresh starts over and says so."""
+        db = self._db
+        with self._lock, gc_paused():
+            try:
+                with bulk_load(db) as write:
+                    while held:  # each chunk's memory goes as it is written
+                        write(unpack(held.popleft()))
+                self._conclude(db, True, dir_mtime, heal=False, bulk=True)
+            except Exception as exc:
+                with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back itself
+                    db.execute("ROLLBACK")
+                held.clear()
+                self._known = self._invalid = None
+                self._dir_mtime_ns = None
+                self._write_lost = True
+                _log.warning(
+                    "index %s: writing a first build failed (%s); the next refresh reads the "
+                    "archive again",
+                    self.db_path or "in memory",
+                    exc,
+                )
+                return
+            self._finish_bulk(later=True)
 
     def _commit(self, db: sqlite3.Connection, *, bulk: bool) -> None:
         """COMMIT; a bulk load's pages are copied from the log into the file by a thread, while

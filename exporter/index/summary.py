@@ -262,6 +262,8 @@ class RefreshResult:
     # A bulk load's fold, one result per chunk, over every valid record it added; empty when
     # there was none to make, or one failed (see exporter.index.parsing.Fold).
     folded: tuple[object, ...] = ()
+    # ``added`` is every valid record of the index: this refresh built it from empty
+    complete: bool = False
 
     @property
     def changed(self) -> bool:

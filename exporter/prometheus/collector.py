@@ -135,8 +135,9 @@ class ArchiveCollector(Collector):
         started = time.perf_counter()
         try:
             if self._aggregates is None:
-                # the first scrape is answered from the fold: the index's read indexes follow
-                self._load(self.index.refresh(full=full, fold=self._fold(), indexes_later=True))
+                # the first scrape is answered from the fold: the index's rows follow
+                fold = self._fold()
+                self._load(self.index.refresh(full=full, fold=fold, write_later=fold is not None))
             else:
                 if self._ripe:
                     self._aggregates.apply_all(self._ripe)
@@ -219,7 +220,7 @@ class ArchiveCollector(Collector):
                 recount = tx.live_names(uncounted=True)  # decided live by another process
             tombstones = tx.tombstones() if recount else {}
             decided = tx.names()
-            if not decided and len(found.names) == len(self.index):
+            if not decided and (result.complete or len(found.names) == len(self.index)):
                 in_index = found.names  # a first start: this refresh brought every record
             else:
                 in_index = self._index_names()

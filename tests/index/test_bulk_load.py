@@ -3,10 +3,12 @@ file at a time stores: the same rows, invalid files, rollups, and summaries it r
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -14,8 +16,9 @@ from exporter.archive import model
 from exporter.index import connection, parsing, store
 from exporter.index.rollups import ROLLUPS
 from exporter.index.schema import BULK_INDEXES, READ_INDEXES
-from exporter.index.store import ArchiveIndex
-from exporter.index.writes import Rows
+from exporter.index.store import ArchiveIndex, added_names
+from exporter.index.writes import Chunk, Rows, bulk_load
+from exporter.util.forking import start_helper
 from tests.support.generated_archive import write_archive
 
 RECORDS = 300
@@ -35,20 +38,20 @@ def archive(tmp_path: Path) -> Path:
     return path
 
 
-def _parallel(monkeypatch: pytest.MonkeyPatch) -> list[Rows]:
+def _parallel(monkeypatch: pytest.MonkeyPatch) -> list[Chunk]:
     """Make a few hundred changes a bulk load, parsed by two workers; returns the chunks."""
     monkeypatch.setattr(store, "_BULK_CHANGES", 50)
     monkeypatch.setattr(parsing, "PARALLEL_FROM", 50)
     monkeypatch.setattr(parsing, "usable_cores", lambda: 2)
-    chunks: list[Rows] = []
+    chunks: list[Chunk] = []
     real = parsing.parse_rows
 
     def spy(
         archive: Path, names: Sequence[str], first_id: int, fold: parsing.Fold | None = None
-    ) -> Iterator[Rows]:
-        for rows in real(archive, names, first_id, fold):
-            chunks.append(rows)
-            yield rows
+    ) -> Iterator[Chunk]:
+        for chunk in real(archive, names, first_id, fold):
+            chunks.append(chunk)
+            yield chunk
 
     monkeypatch.setattr(store, "parse_rows", spy)
     return chunks
@@ -164,7 +167,7 @@ def test_a_first_build_readies_the_validator_while_listing_and_forks_with_one_th
 
     def spy(
         archive: Path, names: Sequence[str], first_id: int, fold: parsing.Fold | None = None
-    ) -> Iterator[Rows]:
+    ) -> Iterator[Chunk]:
         seen.append((threading.active_count(), model._record_adapter.cache_info().currsize))
         yield from real(archive, names, first_id, fold)
 
@@ -215,34 +218,118 @@ def test_a_bulk_load_is_indexed_before_refresh_returns_and_its_log_copied_in_thr
     assert not any(thread.is_alive() for _, thread in started)
 
 
-def test_a_bulk_load_for_later_indexes_answers_before_they_exist_and_rightly(
+def _held_writes(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Hold a bulk load's writing until the first event is set; the second is set when a
+    thread called ``writing rows`` is held there."""
+    release, entered = threading.Event(), threading.Event()
+
+    @contextlib.contextmanager
+    def held(db: sqlite3.Connection) -> Iterator[Callable[[Rows], None]]:
+        if threading.current_thread().name == "writing rows":
+            entered.set()
+        assert release.wait(timeout=30)
+        with bulk_load(db) as write:
+            yield write
+
+    monkeypatch.setattr(store, "bulk_load", held)
+    return release, entered
+
+
+def test_a_first_build_written_later_answers_from_its_parse_and_every_query_waits_for_it(
     archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """serve's first start: refresh returns once every record is parsed and folded, a thread
+    writes the rows and then the indexes; a query meanwhile waits for the rows (it never sees
+    the index without them), a refresh meanwhile finds nothing new without waiting."""
     _parallel(monkeypatch)
     started = _helper_jobs(monkeypatch)
-    release = threading.Event()
-    real = store._indexed_and_copied
-
-    def held(db: sqlite3.Connection) -> None:
-        release.wait(timeout=30)
-        real(db)
-
-    monkeypatch.setattr(store, "_indexed_and_copied", held)
-    db_path = tmp_path / "index.sqlite"
     reference = tmp_path / "reference.sqlite"
     with ArchiveIndex(archive, db_path=reference) as index:
         expected = list(index.refresh().added)
         expected_runs = index.select("SELECT operation, count(*) FROM files GROUP BY 1")
     started.clear()
+    release, entered = _held_writes(monkeypatch)
+    db_path = tmp_path / "index.sqlite"
     with ArchiveIndex(archive, db_path=db_path) as index:
-        assert list(index.refresh(indexes_later=True).added) == expected
-        assert not set(READ_INDEXES) & _indexes(db_path)  # not built yet: queries scan
-        assert index.summaries() == sorted(expected, key=lambda s: (s.timestamp, s.file))
+        result = index.refresh(fold=len, write_later=True)
+        assert result.complete
+        assert sum(cast(int, n) for n in result.folded) == RECORDS
+        assert added_names(result.added) == [s.file for s in expected]  # read nothing back
+        assert set(result.newly_invalid) == set(INVALID)
+        assert entered.wait(timeout=30)  # its thread, waiting to write
+        meanwhile = index.refresh(full=True)
+        assert not meanwhile.changed
+        assert set(meanwhile.invalid) == set(INVALID)
+        counted: list[int] = []
+        query = threading.Thread(target=lambda: counted.append(len(index)))
+        query.start()
+        query.join(timeout=0.3)
+        assert query.is_alive()  # waiting for the rows
+        release.set()
+        query.join(timeout=30)
+        assert counted == [RECORDS]
+        assert list(result.added) == expected
         assert index.select("SELECT operation, count(*) FROM files GROUP BY 1") == expected_runs
         assert sorted(name for name, _ in started) == ["building indexes", "checkpoint"]
-        release.set()
+        assert not index.refresh().changed  # the archive did not change since the build
     assert set(BULK_INDEXES) <= _indexes(db_path)  # close waited for them
     assert _contents(db_path) == _contents(reference)
+
+
+def test_a_first_build_whose_later_writing_fails_keeps_nothing_and_is_read_again(
+    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full disk while the rows are written: the index holds none of them, and the next
+    refresh reads every record again and says ``reset`` (what its caller counted from the
+    first one is not in the index)."""
+    _parallel(monkeypatch)
+
+    @contextlib.contextmanager
+    def full_disk(db: sqlite3.Connection) -> Iterator[Callable[[Rows], None]]:
+        with bulk_load(db) as write:
+            write(Rows([], [], [], [], {}, {}, []))
+            raise sqlite3.OperationalError("database or disk is full")
+        yield write  # never reached
+
+    db_path = tmp_path / "index.sqlite"
+    with ArchiveIndex(archive, db_path=db_path) as index:
+        with monkeypatch.context() as failing:
+            failing.setattr(store, "bulk_load", full_disk)
+            first = index.refresh(write_later=True)
+            assert len(first.added) == RECORDS
+            assert len(index) == 0  # waited for the writer, which kept nothing
+        assert "writing a first build failed (database or disk is full)" in caplog.text
+        again = index.refresh()
+        assert again.reset
+        assert len(again.added) == RECORDS
+        assert len(index) == RECORDS
+        assert not index.refresh().changed
+
+
+def test_only_a_first_build_is_written_later(
+    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bulk change to an index that has rows writes them before refresh returns: its
+    removed and replaced rows must be read and dropped in the same transaction."""
+    _parallel(monkeypatch)
+    db_path = tmp_path / "index.sqlite"
+    with ArchiveIndex(archive, db_path=db_path) as index:
+        index.refresh()
+    for path in sorted(archive.iterdir())[: RECORDS // 2]:
+        path.write_bytes(path.read_bytes())  # rewritten in place: seen by a full refresh
+    helpers: list[str] = []
+
+    def spy(target: Callable[..., object], *args: object, name: str) -> threading.Thread:
+        helpers.append(name)
+        return start_helper(target, *args, name=name)
+
+    monkeypatch.setattr(store, "start_helper", spy)
+    monkeypatch.setattr(store, "_BULK_CHANGES", 10)
+    with ArchiveIndex(archive, db_path=db_path) as index:
+        result = index.refresh(full=True, write_later=True)
+        assert not result.complete
+        assert len(result.added) > 10  # a bulk change
+        assert helpers == []  # written here, before refresh returned
 
 
 def test_indexes_a_bulk_load_failed_to_build_are_made_by_the_next_open(

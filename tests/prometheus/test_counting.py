@@ -3,10 +3,13 @@ a cold start's processes read their shares of a bulk load from the index themsel
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import random
 import sqlite3
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +17,14 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.archive.files import record_path
+from exporter.archive.model import dump_record
 from exporter.index import parsing, store, summary
 from exporter.index.ledger import Ledger
 from exporter.index.readback import ReadBack
 from exporter.index.store import ArchiveIndex, Fold
 from exporter.index.summary import RecordSummary, summarize
+from exporter.index.writes import Rows, bulk_load
 from exporter.prometheus import counting
 from exporter.prometheus.aggregates import Aggregates
 from exporter.prometheus.collector import ArchiveCollector
@@ -266,3 +272,56 @@ def test_a_live_only_first_start_decides_a_bulk_load_without_reading_it_back(
         for sample in family.samples
     ]
     assert runs and not any(runs)  # exposed at 0, nothing counted live
+
+
+def test_a_first_start_answers_before_its_rows_are_written_and_counts_later_records_once(
+    bulk_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """serve's first start: the figures come from the fold, the index's rows are written by a
+    thread afterwards. Scrapes meanwhile answer at once with the same figures; a record that
+    arrives meanwhile is counted once, by the first scrape after the rows are in."""
+    expected = cold_start(bulk_archive, tmp_path, "reference")
+    monkeypatch.setattr(parsing, "PARALLEL_FROM", 50)
+    monkeypatch.setattr(parsing, "usable_cores", lambda: 2)
+    release = threading.Event()
+
+    @contextlib.contextmanager
+    def held(db: sqlite3.Connection) -> Iterator[Callable[[Rows], None]]:
+        assert release.wait(timeout=30)
+        with bulk_load(db) as write:
+            yield write
+
+    monkeypatch.setattr(store, "bulk_load", held)
+    with (
+        ArchiveIndex(bulk_archive, db_path=tmp_path / "index.sqlite") as index,
+        Ledger(tmp_path / "ledger.sqlite") as ledger,
+    ):
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(ArchiveCollector(index, ledger))
+        first = generate_latest(registry).splitlines()  # the rows are not written yet
+        with ledger.write() as tx:
+            assert (first_totals := tx.totals()) == expected[1]
+        new = make_record(random.Random(1), 1000)  # a new record, meanwhile
+        record_path(bulk_archive, new).write_text(dump_record(new), encoding="utf-8")
+        again = generate_latest(registry).splitlines()
+        assert [line for line in first if b"exporter_last_scan" not in line] == expected[0]
+        assert [line for line in again if b"exporter_last_scan" not in line] == expected[0]
+        release.set()
+        assert len(index) == 300  # waits for the rows
+        generate_latest(registry)  # sees the new record (a new series: exposed at 0 first)
+        after = _runs(generate_latest(registry))
+        with ledger.write() as tx:
+            assert len(tx.decided()) == 301
+            assert tx.totals() != first_totals
+    assert sum(after.values()) == sum(_runs(b"\n".join(expected[0])).values()) + 1
+
+
+def _runs(exposed: bytes) -> dict[tuple[str, ...], float]:
+    """``batch_operations_total`` by its labels."""
+    return {
+        tuple(sample.labels.values()): sample.value
+        for family in text_string_to_metric_families(exposed.decode())
+        if family.name == "batch_operations"
+        for sample in family.samples
+        if sample.name == "batch_operations_total"
+    }
