@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Final, NamedTuple
 
 from exporter.index.rollups import partials
-from exporter.index.summary import Projection, RecordSummary, project, project_quick
+from exporter.index.summary import Projection, project, project_quick
 from exporter.index.writes import Chunk, FileIdentity, pack, rows_of
 from exporter.util.cpu import gc_paused, usable_cores
 from exporter.util.forking import may_fork
@@ -54,11 +54,11 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-# What a bulk load may make of the summaries of each chunk it parses, where it parses them (a
-# module-level function: it crosses to the worker processes by name). The caller combines the
-# chunks' results: a first count made beside the parse instead of from the index afterwards.
-# One that raises gives None for its chunk.
-Fold = Callable[[list[RecordSummary]], object]
+# What a bulk load may make of the valid records of each chunk it parses (their projections),
+# where it parses them (a module-level function: it crosses to the worker processes by name).
+# The caller combines the chunks' results: a first count made beside the parse instead of from
+# the index afterwards. One that raises gives None for its chunk.
+Fold = Callable[[list[Projection]], object]
 
 PARALLEL_FROM: Final = 4000  # below this, starting workers costs more than it saves
 _CHUNKS_PER_WORKER: Final = 8
@@ -123,21 +123,22 @@ def _parse_chunk(archive: str, names: Sequence[str], first_id: int, fold: Fold |
     """A bulk load's chunk: its rows and their rollups' sums, packed, and ``fold``'s result."""
     with gc_paused():
         outcomes = _parse(archive, names)
-        rows = rows_of(outcomes, first_id, keep=fold is not None)
+        rows = rows_of(outcomes, first_id)
+        valid = [o.projected for o in outcomes if o.projected is not None]
         try:
-            totals = partials([o.projected for o in outcomes if o.projected is not None])
+            totals = partials(valid)
         except OverflowError:  # absurd sums: SQL adds these rows, and flags them
             totals = None
         except Exception:  # the same, but a bug
-            _log.warning("summing %d records failed", len(rows.added), exc_info=True)
+            _log.warning("summing %d records failed", len(valid), exc_info=True)
             totals = None
         folded = None
         if fold is not None:
             try:
-                folded = fold(rows.added)
+                folded = fold(valid)
             except Exception:  # the caller does without (see Fold)
-                _log.warning("folding %d records failed", len(rows.added), exc_info=True)
-        return pack(rows._replace(added=[], totals=totals), folded)
+                _log.warning("folding %d records failed", len(valid), exc_info=True)
+        return pack(rows._replace(totals=totals), folded)
 
 
 @contextlib.contextmanager

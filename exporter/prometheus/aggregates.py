@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -33,7 +33,7 @@ from exporter.prometheus.series import (
     bucket_index,
 )
 
-__all__ = ["LE_VALUES", "STATE_FORMAT", "Aggregates", "SeriesKey"]
+__all__ = ["LE_VALUES", "STATE_FORMAT", "Aggregates", "Histogram", "SeriesKey"]
 
 # How prometheus_client writes a float (Go's formatting: ``600.0``, ``+Inf``, ``1e+06``).
 _format_value: Final = cast(Callable[[float], str], _untyped_float_to_go)
@@ -53,10 +53,14 @@ STATE_FORMAT: Final = (
     ).hexdigest()[:16]
 )
 _BY_NAME: Final = {f.name: f for f in FAMILIES}
+_V = TypeVar("_V")
 
 
 @dataclass(slots=True)
-class _Histogram:
+class Histogram:
+    """The observations of one histogram series: per bucket (not cumulative, the last one
+    +Inf), their count and their sum in the family's scale."""
+
     buckets: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))
     count: int = 0
     total: int = 0  # in the family's scale
@@ -74,7 +78,7 @@ class Aggregates:
 
     def __init__(self) -> None:
         self.counters: dict[SeriesKey, int] = {}
-        self.histograms: dict[SeriesKey, _Histogram] = {}
+        self.histograms: dict[SeriesKey, Histogram] = {}
         self.gauges: dict[SeriesKey, float] = {}  # the latest time of each timestamp gauge
         self.records = 0
 
@@ -94,7 +98,7 @@ class Aggregates:
             for key, observed, in_scale in c.observations:
                 hist = get_histogram(key)
                 if hist is None:
-                    hist = histograms[key] = _Histogram()
+                    hist = histograms[key] = Histogram()
                 hist.buckets[bucket_index(observed)] += 1
                 hist.count += 1
                 hist.total += in_scale
@@ -106,21 +110,32 @@ class Aggregates:
 
     def add(self, other: Aggregates) -> None:
         """Add totals counted apart (another share of the same records' contributions)."""
-        counters, histograms, gauges = self.counters, self.histograms, self.gauges
         for key, n in other.counters.items():
-            counters[key] = counters.get(key, 0) + n
+            self.add_count(key, n)
         for key, theirs in other.histograms.items():
-            hist = histograms.get(key)
-            if hist is None:
-                hist = histograms[key] = _Histogram()
-            hist.buckets = [a + b for a, b in zip(hist.buckets, theirs.buckets, strict=True)]
-            hist.count += theirs.count
-            hist.total += theirs.total
+            self.add_observations(key, theirs)
         for key, time in other.gauges.items():
-            latest = gauges.get(key)
-            if latest is None or time > latest:
-                gauges[key] = time
+            self.raise_gauge(key, time)
         self.records += other.records
+
+    def add_count(self, key: SeriesKey, n: int) -> None:
+        """Add ``n`` to the counter ``key``, which exists from then on (also at 0)."""
+        self.counters[key] = self.counters.get(key, 0) + n
+
+    def add_observations(self, key: SeriesKey, observed: Histogram) -> None:
+        """Add the observations ``observed`` holds to the histogram ``key``."""
+        hist = self.histograms.get(key)
+        if hist is None:
+            hist = self.histograms[key] = Histogram()
+        hist.buckets = [a + b for a, b in zip(hist.buckets, observed.buckets, strict=True)]
+        hist.count += observed.count
+        hist.total += observed.total
+
+    def raise_gauge(self, key: SeriesKey, time: float) -> None:
+        """Set the timestamp gauge ``key`` to ``time`` unless it holds a later one."""
+        latest = self.gauges.get(key)
+        if latest is None or time > latest:
+            self.gauges[key] = time
 
     def touch(self, c: Contribution) -> None:
         """Create the counter and histogram series ``c`` would change, at 0, without counting
@@ -129,7 +144,7 @@ class Aggregates:
             self.counters.setdefault(key, 0)
         for key, _, _ in c.observations:
             if key not in self.histograms:
-                self.histograms[key] = _Histogram()
+                self.histograms[key] = Histogram()
 
     def has(self, key: SeriesKey) -> bool:
         """Whether the counter or histogram series ``key`` exists (maybe at 0)."""
@@ -153,7 +168,7 @@ class Aggregates:
         other = Aggregates()
         other.counters = dict(self.counters)
         other.histograms = {
-            k: _Histogram(list(h.buckets), h.count, h.total) for k, h in self.histograms.items()
+            k: Histogram(list(h.buckets), h.count, h.total) for k, h in self.histograms.items()
         }
         other.gauges = dict(self.gauges)
         other.records = self.records
@@ -192,16 +207,17 @@ class Aggregates:
     # -- persistence -----------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """The totals as plain JSON data (exact: integers, and gauge times as floats)."""
+        """The totals as plain JSON data (exact: integers, and gauge times as floats), series
+        in order: the same totals give the same data, however they were counted."""
         return {
             "format": STATE_FORMAT,
             "records": self.records,
-            "counters": [[f.name, list(labels), n] for (f, labels), n in self.counters.items()],
+            "counters": [[f.name, list(labels), n] for (f, labels), n in _in_order(self.counters)],
             "histograms": [
                 [f.name, list(labels), h.buckets, h.count, h.total]
-                for (f, labels), h in self.histograms.items()
+                for (f, labels), h in _in_order(self.histograms)
             ],
-            "gauges": [[f.name, list(labels), t] for (f, labels), t in self.gauges.items()],
+            "gauges": [[f.name, list(labels), t] for (f, labels), t in _in_order(self.gauges)],
         }
 
     @classmethod
@@ -217,7 +233,7 @@ class Aggregates:
             for name, labels, buckets, count, total in state["histograms"]:
                 if len(buckets) != len(BUCKETS) + 1:
                     return None
-                hist = _Histogram([int(b) for b in buckets], int(count), int(total))
+                hist = Histogram([int(b) for b in buckets], int(count), int(total))
                 built.histograms[(_BY_NAME[name], tuple(labels))] = hist
             for name, labels, time in state["gauges"]:
                 built.gauges[(_BY_NAME[name], tuple(labels))] = float(time)
@@ -232,3 +248,7 @@ def _scaled(n: int, scale: int) -> float:
 
 def _sort_key(key: SeriesKey) -> tuple[str, LabelValues]:
     return key[0].name, key[1]
+
+
+def _in_order(series: dict[SeriesKey, _V]) -> list[tuple[SeriesKey, _V]]:
+    return sorted(series.items(), key=lambda item: _sort_key(item[0]))

@@ -55,7 +55,7 @@ from prometheus_client.registry import Collector
 from exporter.index.ledger import Ledger, LedgerWrite, counts_live
 from exporter.index.store import ArchiveIndex, Fold, RecordSummary, RefreshResult
 from exporter.prometheus.aggregates import Aggregates, SeriesKey
-from exporter.prometheus.counting import add_shares, count, count_share
+from exporter.prometheus.counting import add_shares, count, count_parsed
 from exporter.prometheus.exposition import Parts
 from exporter.prometheus.families import archive_families, exporter_families
 from exporter.prometheus.found import Found
@@ -251,7 +251,7 @@ class ArchiveCollector(Collector):
     def _fold(self) -> Fold | None:
         """What a bulk load is to make of its records for a load: a first start that counts
         every record counts them where the build parses them (a live-only one counts few)."""
-        return None if self.live_only else count_share
+        return None if self.live_only else count_parsed
 
     def _index_names(self) -> set[str]:
         """The names of every valid record in the index."""
@@ -392,7 +392,7 @@ def _count_loaded(
     """Count ``summaries`` into ``into``; returns the records that cannot be counted.
 
     When they are ``every`` record the refresh added, a bulk load has counted them already,
-    where its workers parsed them (``result.folded``, :func:`count_share` per chunk): nothing is
+    where its workers parsed them (``result.folded``, :func:`count_parsed` per chunk): nothing is
     read back.
     """
     folded = add_shares(result.folded) if every and result.folded else None

@@ -9,9 +9,10 @@ only for many records, and only by a process with a single thread (forking a thr
 such as a running ``serve``, is unsafe); a child that fails has its share counted by the parent.
 
 A first start that counts every record is not counted by :func:`count`: the index's build
-counts each chunk where it parses it (:func:`count_share`, passed as the build's fold), and
-the chunks' totals are added up (:func:`add_shares`). :func:`count` is the way for everything
-else, and when a chunk's count failed.
+counts each chunk where it parses it (:func:`count_parsed`, passed as the build's fold: the
+records grouped by their labels first, :mod:`exporter.prometheus.grouped`), and the chunks'
+totals are added up (:func:`add_shares`). :func:`count` is the way for everything else, and
+when a chunk's count failed.
 
 Each process takes its share of the sequence itself, after the fork: a bulk load's summaries
 (:class:`~exporter.index.readback.ReadBack`, not read yet on a cold start) are then read
@@ -27,13 +28,14 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
 
-from exporter.index.summary import RecordSummary
+from exporter.index.summary import Projection, RecordSummary
 from exporter.prometheus.aggregates import Aggregates
+from exporter.prometheus.grouped import count_grouped
 from exporter.prometheus.series import Contribution, contributions
 from exporter.util.cpu import usable_cores
 from exporter.util.forking import may_fork
 
-__all__ = ["PARALLEL_FROM", "add_shares", "count", "count_share"]
+__all__ = ["PARALLEL_FROM", "add_shares", "count", "count_parsed", "count_share"]
 
 PARALLEL_FROM: Final = 20_000  # below this, a fork costs more than it saves
 
@@ -117,11 +119,17 @@ def _collect(child: _Child) -> tuple[Aggregates, dict[str, str]] | None:
 
 def count_share(summaries: Sequence[RecordSummary]) -> dict[str, Any]:
     """The totals of a share of the records, and the records it could not count, as plain
-    data: what a counting process sends back, and what a first build's workers fold each chunk
-    into (:data:`exporter.index.parsing.Fold`)."""
+    data: what a counting process sends back."""
     counted = Aggregates()
     unusable = _count(summaries, counted)
     return {"state": counted.state(), "unusable": unusable}
+
+
+def count_parsed(projections: list[Projection]) -> dict[str, Any]:
+    """:func:`count_share` of a chunk's records as a first build's workers parse them (the
+    build's fold, :data:`exporter.index.parsing.Fold`): raises if one cannot be counted, and
+    the chunk is then counted from the index, one record at a time."""
+    return {"state": count_grouped(projections).state(), "unusable": {}}
 
 
 def add_shares(shares: Iterable[Any]) -> tuple[Aggregates, dict[str, str]] | None:

@@ -48,6 +48,7 @@ __all__ = [
     "ITEM_WORK",
     "LAST_COMPLETION",
     "LAST_SUCCESS",
+    "LATEST_TIME",
     "NANO",
     "OPERATIONS",
     "STAGE_DURATION",
@@ -60,6 +61,7 @@ __all__ = [
     "bucket_index",
     "contributions",
     "operation_outcome",
+    "outcome_of",
     "scaled",
 ]
 
@@ -70,7 +72,7 @@ UNKNOWN: Final = contract.UNKNOWN
 # records in any order, or rebuilding after a restart, gives bit-identical counters.
 NANO: Final = 1_000_000_000
 BUCKETS: Final = sc.DURATION_BUCKETS
-_LATEST_TIME: Final = 253402300800.0  # 10000-01-01T00:00:00Z
+LATEST_TIME: Final = 253402300800.0  # 10000-01-01T00:00:00Z: no clock counts past it
 _MAX_LABEL: Final = sc.MAX_LABEL_LENGTH  # characters kept of a model or error type
 
 
@@ -156,12 +158,21 @@ _STATUS_OUTCOME: Final[dict[str, sc.OperationOutcome]] = {
 
 def operation_outcome(s: RecordSummary) -> sc.OperationOutcome:
     """The ``outcome`` label of a run: from its status, else from its item counts."""
-    if s.status is not None:
-        return _STATUS_OUTCOME[s.status]
-    success = s.success_count or 0
-    partial = s.partial_count or 0
-    total = run_total(s.total_items, success, s.failure_count, partial)
-    return sc.run_outcome(total, success, partial, body_failed=False)
+    return outcome_of(s.status, s.total_items, s.success_count, s.failure_count, s.partial_count)
+
+
+def outcome_of(
+    status: str | None,
+    total_items: int | None,
+    success: int | None,
+    failure: int | None,
+    partial: int | None,
+) -> sc.OperationOutcome:
+    """:func:`operation_outcome` of a run's status and item counts, as a record holds them."""
+    if status is not None:
+        return _STATUS_OUTCOME[status]
+    total = run_total(total_items, success, failure, partial)
+    return sc.run_outcome(total, success or 0, partial or 0, body_failed=False)
 
 
 def bucket_index(value: float) -> int:
@@ -258,7 +269,7 @@ def contributions(s: RecordSummary) -> Contribution:
                 ((STAGE_DURATION, (op, stage)), sd, scaled(sd, STAGE_DURATION.scale))
             )
     end = s.end_timestamp
-    if not end < _LATEST_TIME:
+    if not end < LATEST_TIME:
         raise ValueError(f"completion time {end!r} is past the year 9999")
     counters: list[tuple[SeriesKey, int]] = [((OPERATIONS, run), 1)]
     _items(s, counters)
