@@ -306,6 +306,18 @@ def test_a_first_build_whose_later_writing_fails_keeps_nothing_and_is_read_again
         assert not index.refresh().changed
 
 
+def _helpers_started(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the helper threads the index starts itself (not through in_background)."""
+    helpers: list[str] = []
+
+    def spy(target: Callable[..., object], *args: object, name: str) -> threading.Thread:
+        helpers.append(name)
+        return start_helper(target, *args, name=name)
+
+    monkeypatch.setattr(store, "start_helper", spy)
+    return helpers
+
+
 def test_only_a_first_build_is_written_later(
     archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -317,19 +329,27 @@ def test_only_a_first_build_is_written_later(
         index.refresh()
     for path in sorted(archive.iterdir())[: RECORDS // 2]:
         path.write_bytes(path.read_bytes())  # rewritten in place: seen by a full refresh
-    helpers: list[str] = []
-
-    def spy(target: Callable[..., object], *args: object, name: str) -> threading.Thread:
-        helpers.append(name)
-        return start_helper(target, *args, name=name)
-
-    monkeypatch.setattr(store, "start_helper", spy)
+    helpers = _helpers_started(monkeypatch)
     monkeypatch.setattr(store, "_BULK_CHANGES", 10)
     with ArchiveIndex(archive, db_path=db_path) as index:
         result = index.refresh(full=True, write_later=True)
         assert not result.complete
         assert len(result.added) > 10  # a bulk change
         assert helpers == []  # written here, before refresh returned
+
+
+def test_a_first_build_too_large_to_hold_is_written_as_it_is_parsed(
+    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Held rows take memory (~250 bytes a record): past the limit, none are held."""
+    _parallel(monkeypatch)
+    helpers = _helpers_started(monkeypatch)
+    monkeypatch.setattr(store, "_WRITE_LATER_UP_TO", RECORDS - 1)
+    with ArchiveIndex(archive, db_path=tmp_path / "index.sqlite") as index:
+        result = index.refresh(write_later=True)
+        assert result.complete
+        assert helpers == []
+        assert len(index) == RECORDS
 
 
 def test_indexes_a_bulk_load_failed_to_build_are_made_by_the_next_open(
