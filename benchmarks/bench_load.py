@@ -1,7 +1,8 @@
 """Load test: concurrent clients scrape ``/metrics`` of a real ``serve`` while records arrive.
 
 A ``batch-metrics serve`` subprocess loads a generated archive (100k records by default; the
-cold index build is part of the start-up, not of the figures). Then, for ``--seconds`` or
+cold index build is part of the start-up, not of the figures: serve answers before its first
+build's rows and indexes are written, and the run starts once they are). Then, for ``--seconds`` or
 ``--max-requests`` (whichever comes first), ``--clients`` threads scrape ``/metrics`` back to back
 over loopback while a writer adds one record every ``--write-interval`` seconds. Reported:
 sustained requests per second, p50/p99 latency, errors (any non-200 or failed request; must be
@@ -18,11 +19,13 @@ there are no errors and that memory stays bounded; speed is never asserted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import os
 import queue
 import random
 import re
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -33,6 +36,7 @@ from pathlib import Path
 
 from benchmarks import REPO, compile_bytecode
 from exporter.archive.files import write_record
+from exporter.index.schema import BULK_INDEXES
 from tests.support.generated_archive import make_record, write_archive
 
 _SERVING = re.compile(r"serving (\d+) records of .* on http://([\d.]+):(\d+)/metrics")
@@ -90,6 +94,23 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
+def _wait_until_indexed(index: Path, deadline: float) -> None:
+    """Wait until serve's index holds its first build: its rows (committed with the indexes
+    dropped), then its indexes."""
+    uri = index.absolute().as_uri() + "?mode=ro"
+    while time.monotonic() < deadline:
+        with (
+            contextlib.suppress(sqlite3.Error),
+            contextlib.closing(sqlite3.connect(uri, uri=True)) as db,
+        ):
+            names = {n for (n,) in db.execute("SELECT name FROM sqlite_master")}
+            rows = db.execute("SELECT 1 FROM files LIMIT 1").fetchone()
+            if rows and names >= BULK_INDEXES.keys():
+                return
+        time.sleep(0.1)
+    raise RuntimeError("serve's first build did not finish in time")
+
+
 class ServeProcess:
     """``batch-metrics serve`` on a free loopback port, as a subprocess."""
 
@@ -118,9 +139,10 @@ class ServeProcess:
                 break
             if self.process.poll() is not None:
                 raise RuntimeError(f"serve exited with {self.process.returncode}: {line.strip()}")
-        self.startup_seconds = time.perf_counter() - started
         self.records = int(match.group(1))
         self.host, self.port = match.group(2), int(match.group(3))
+        _wait_until_indexed(index_dir, deadline)
+        self.startup_seconds = time.perf_counter() - started
 
     def _pump(self, lines: queue.Queue[str]) -> None:
         assert self.process.stderr is not None

@@ -121,6 +121,7 @@ _BULK_CHANGES: Final = 1000
 # A first build of at most this many records may write its rows after refresh returns
 # (``write_later``): it holds every chunk's packed rows until then, ~250 bytes a record.
 _WRITE_LATER_UP_TO: Final = 500_000
+_WRITER_MOMENT: Final = 0.05  # seconds a refresh waits for those rows, before it does without
 
 
 def _indexed(db: sqlite3.Connection) -> None:
@@ -289,12 +290,18 @@ class ArchiveIndex:
         ``write_later``, for a caller that answers first from what it folded: a first build
         returns once every record is parsed, and a thread writes the rows, then builds the
         read indexes. Every other use of the index waits for the rows; a refresh meanwhile
-        finds nothing new (the build listed the archive moments ago; the first refresh after
-        the rows are written sees what changed since). Should their writing fail, nothing of
+        waits a moment for them, then finds nothing new (the build listed the archive moments
+        ago; the first refresh after the rows are written sees what changed since). Should their writing fail, nothing of
         them is kept, and the next refresh reads every record again and says ``reset``.
         """
         if self._writing():
-            return RefreshResult(invalid=dict(self._invalid or {}))
+            # Give it a moment: scrapes that come back at once would otherwise keep the
+            # interpreter lock from it (eight such clients made it ten times slower).
+            writer = self._writer
+            if writer is not None:
+                writer.join(timeout=_WRITER_MOMENT)
+            if self._writing():
+                return RefreshResult(invalid=dict(self._invalid or {}))
         started = time.perf_counter()
         with self._locked():
             lost, self._write_lost = self._write_lost, False
