@@ -291,8 +291,9 @@ class ArchiveIndex:
         returns once every record is parsed, and a thread writes the rows, then builds the
         read indexes. Every other use of the index waits for the rows; a refresh meanwhile
         waits a moment for them, then finds nothing new (the build listed the archive moments
-        ago; the first refresh after the rows are written sees what changed since). Should their writing fail, nothing of
-        them is kept, and the next refresh reads every record again and says ``reset``.
+        ago; the first refresh after the rows are written sees what changed since). Should
+        their writing fail, nothing of them is kept, and the next refresh reads every record
+        again and says ``reset``.
         """
         if self._writing():
             # Give it a moment: scrapes that come back at once would otherwise keep the
@@ -616,7 +617,11 @@ class ArchiveIndex:
                     db.execute("COMMIT")
 
     def invalid_files(self) -> dict[str, str]:
-        """Files of the archive that are not valid records, with the reason for each."""
+        """Files of the archive that are not valid records, with the reason for each (known
+        from the parse: a first build's rows being written are not waited for)."""
+        known = self._invalid
+        if known is not None and self._writing():
+            return dict(known)
         with self._locked():
             return dict(self._invalid_cache())
 

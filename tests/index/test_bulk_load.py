@@ -260,6 +260,7 @@ def test_a_first_build_written_later_answers_from_its_parse_and_every_query_wait
         meanwhile = index.refresh(full=True)
         assert not meanwhile.changed
         assert set(meanwhile.invalid) == set(INVALID)
+        assert set(index.invalid_files()) == set(INVALID)  # known from the parse: no wait
         counted: list[int] = []
         query = threading.Thread(target=lambda: counted.append(len(index)))
         query.start()
